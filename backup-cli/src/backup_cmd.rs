@@ -1,0 +1,163 @@
+//! `backup database|media|all`: run backups now, in this process.
+
+use std::{io::IsTerminal, process::ExitCode, time::Duration};
+
+use backup_core::{
+    backup::{self, Context, Report, Request},
+    config::Settings,
+    history::{BackupType, RunStatus},
+    pipeline::Progress,
+};
+use clap::ValueEnum;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::output::{self, outln};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Kind {
+    /// Every configured database.
+    Database,
+    /// Every configured media directory.
+    Media,
+    /// Every configured database, then every media directory.
+    All,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// What to back up.
+    kind: Kind,
+    /// Only the target with this name.
+    #[arg(long, short)]
+    target: Option<String>,
+    /// Print the finished runs as a JSON array on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
+    let types = match args.kind {
+        Kind::Database => vec![BackupType::Database],
+        Kind::Media => vec![BackupType::Media],
+        Kind::All => vec![BackupType::Database, BackupType::Media],
+    };
+    // Resolve every target before starting, so a typo changes nothing.
+    let mut selected = Vec::new();
+    for t in &types {
+        let configured = match t {
+            BackupType::Database => !settings.database_backup.databases.is_empty(),
+            BackupType::Media => !settings.media_backup.paths.is_empty(),
+        };
+        if matches!(args.kind, Kind::All) && !configured && args.target.is_none() {
+            continue;
+        }
+        selected.push((
+            *t,
+            backup::targets(&settings, *t, args.target.as_deref())?.len(),
+        ));
+    }
+    if selected.is_empty() {
+        anyhow::bail!(
+            "nothing to back up: database_backup.databases and media_backup.paths are empty"
+        );
+    }
+
+    let ctx = Context::open(settings).await?;
+    let mut runs = Vec::new();
+    let mut failed = 0;
+    for (backup_type, _) in &selected {
+        for target in backup::targets(&ctx.settings, *backup_type, args.target.as_deref())? {
+            let progress = Progress::default();
+            let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
+                spinner(
+                    &format!("{backup_type} {}", target.name()),
+                    progress.clone(),
+                )
+            });
+            let report = backup::run(&ctx, target, &Request::manual(), progress).await;
+            if let Some((bar, ticker)) = bar {
+                ticker.abort();
+                bar.finish_and_clear();
+            }
+            let report = report?;
+            if report.run.status != RunStatus::Success {
+                failed += 1;
+                eprintln!(
+                    "error: {} backup of {:?} failed: {}",
+                    report.run.backup_type, report.run.target, report.run.error_message
+                );
+            }
+            if !args.json {
+                print_report(&report);
+            }
+            runs.push(report.run);
+        }
+    }
+    if args.json {
+        output::json(&runs)?;
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn spinner(label: &str, progress: Progress) -> (ProgressBar, tokio::task::JoinHandle<()>) {
+    let bar = ProgressBar::new_spinner().with_prefix(label.to_string());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {prefix}: {bytes} read ({bytes_per_sec}) {elapsed}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let ticking = bar.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            ticking.set_position(progress.bytes());
+            ticking.tick();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    (bar, ticker)
+}
+
+fn print_report(report: &Report) {
+    let run = &report.run;
+    let duration = run.duration_seconds.unwrap_or_default();
+    match run.status {
+        RunStatus::Success => {
+            outln!(
+                "{} {}: success (run {}, {duration:.2} s)",
+                run.backup_type,
+                run.target,
+                run.id
+            );
+            outln!(
+                "  artifact  {}",
+                run.artifact.as_deref().unwrap_or_default()
+            );
+            let size = run.size_bytes.unwrap_or_default() as u64;
+            outln!("  size      {} ({size} bytes)", output::bytes(size));
+            outln!("  sha256    {}", run.sha256.as_deref().unwrap_or_default());
+            if let Some(files) = report.manifest.as_ref().and_then(|m| m.files) {
+                outln!("  files     {files}");
+            }
+            for key in &report.pruned {
+                outln!("  pruned    {key}");
+            }
+        }
+        _ => {
+            outln!(
+                "{} {}: FAILED (run {}, {duration:.2} s)",
+                run.backup_type,
+                run.target,
+                run.id
+            );
+            outln!("  error     {}", run.error_message);
+        }
+    }
+    for warning in &report.warnings {
+        outln!("  warning   {warning}");
+    }
+}

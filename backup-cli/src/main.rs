@@ -1,0 +1,121 @@
+//! backup-cli: the operator's tool. Parses arguments, loads the config and
+//! calls backup-core; every command prints a table or JSON.
+
+mod artifacts;
+mod backup_cmd;
+mod config_cmd;
+mod output;
+mod runs;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+use backup_core::{config, telemetry};
+use clap::{Parser, Subcommand};
+use output::outln;
+
+/// Scheduled database and media backups: run them, inspect their history,
+/// clean up.
+#[derive(Debug, Parser)]
+#[command(name = "backup-cli", version, about, propagate_version = true)]
+struct Cli {
+    /// Config file [default: $BACKUP_CONFIG, else ./backup.toml].
+    #[arg(long, short, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check the configuration or print an example.
+    #[command(subcommand)]
+    Config(config_cmd::Command),
+    /// Create or upgrade the run-history schema (safe to run twice).
+    Migrate,
+    /// Back up now, in this process, and record the runs.
+    Backup(backup_cmd::Args),
+    /// Inspect and clean up run history.
+    #[command(subcommand)]
+    Runs(runs::Command),
+    /// List the artifacts storage holds.
+    #[command(subcommand)]
+    Artifacts(artifacts::Command),
+}
+
+fn main() -> ExitCode {
+    backup_core::init_process();
+    let cli = Cli::parse();
+    let filter = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    telemetry::init(telemetry::LogFormat::Human, filter);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            print_error(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and each cause on its own line, skipping causes whose text the
+/// line before already contains.
+fn print_error(e: &anyhow::Error) {
+    let mut last = e.to_string();
+    eprintln!("error: {last}");
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !last.contains(&text) {
+            eprintln!("  caused by: {text}");
+        }
+        last = text;
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let load = || config::load(cli.config.as_deref()).context("cannot load the configuration");
+    match cli.command {
+        Command::Config(cmd) => config_cmd::run(cmd, cli.config.as_deref()),
+        Command::Migrate => {
+            let loaded = load()?;
+            let history =
+                backup_core::history::History::connect(&loaded.settings.history.url).await?;
+            let applied = history.migrate().await?;
+            outln!(
+                "run history {}: {applied} migration(s) applied, schema up to date",
+                history.url()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup(args) => backup_cmd::run(args, load()?.settings).await,
+        Command::Runs(cmd) => runs::run(cmd, load()?.settings).await,
+        Command::Artifacts(cmd) => artifacts::run(cmd, load()?.settings).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

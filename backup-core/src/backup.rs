@@ -1,0 +1,334 @@
+//! Running one backup of one target end to end: history row, source,
+//! pipeline, storage, manifest, retention. The CLI calls this directly; the
+//! worker's job handlers will too.
+
+use chrono::{DateTime, Utc};
+use tracing::Instrument;
+
+use crate::{
+    Error,
+    config::{DatabaseTarget, MediaTarget, Settings},
+    engine::{self, Source},
+    history::{BackupRun, BackupType, History, NewRun, Outcome, Trigger},
+    pipeline::{self, Progress},
+    retention,
+    storage::{self, Manifest, Storage},
+};
+
+/// What a backup needs: settings, storage, history, and who is running it.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The configuration.
+    pub settings: Settings,
+    /// Where artifacts go.
+    pub storage: Storage,
+    /// Where runs are recorded.
+    pub history: History,
+    /// `host:pid` of this process, recorded on each run.
+    pub worker: String,
+}
+
+impl Context {
+    /// Opens storage and history (migrating it) for these settings.
+    ///
+    /// # Errors
+    ///
+    /// When storage cannot be configured or history cannot be opened.
+    pub async fn open(settings: Settings) -> Result<Self, Error> {
+        let storage = Storage::open(&settings.storage)?;
+        let history = History::open(&settings.history.url).await?;
+        Ok(Self {
+            settings,
+            storage,
+            history,
+            worker: worker_id(),
+        })
+    }
+}
+
+/// `host:pid`, naming this process in history rows.
+pub fn worker_id() -> String {
+    format!(
+        "{}:{}",
+        gethostname::gethostname().to_string_lossy(),
+        std::process::id()
+    )
+}
+
+/// One configured thing to back up.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// A database.
+    Database(&'a DatabaseTarget),
+    /// A directory tree.
+    Media(&'a MediaTarget),
+}
+
+impl Target<'_> {
+    /// Its backup type.
+    pub fn backup_type(&self) -> BackupType {
+        match self {
+            Target::Database(_) => BackupType::Database,
+            Target::Media(_) => BackupType::Media,
+        }
+    }
+
+    /// Its stable name.
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Database(t) => &t.name,
+            Target::Media(t) => &t.name,
+        }
+    }
+}
+
+/// The configured targets of a type, or the one named.
+///
+/// # Errors
+///
+/// [`Error::Config`] when none is configured or the named one is unknown.
+pub fn targets<'a>(
+    settings: &'a Settings,
+    backup_type: BackupType,
+    name: Option<&str>,
+) -> Result<Vec<Target<'a>>, Error> {
+    let all: Vec<Target<'a>> = match backup_type {
+        BackupType::Database => settings
+            .database_backup
+            .databases
+            .iter()
+            .map(Target::Database)
+            .collect(),
+        BackupType::Media => settings
+            .media_backup
+            .paths
+            .iter()
+            .map(Target::Media)
+            .collect(),
+    };
+    let key = match backup_type {
+        BackupType::Database => "database_backup.databases",
+        BackupType::Media => "media_backup.paths",
+    };
+    if all.is_empty() {
+        return Err(crate::config::ConfigError::Invalid(format!(
+            "no {backup_type} targets are configured; add some to {key}"
+        ))
+        .into());
+    }
+    match name {
+        None => Ok(all),
+        Some(name) => match all.into_iter().find(|t| t.name() == name) {
+            Some(t) => Ok(vec![t]),
+            None => {
+                let known: Vec<&str> = match backup_type {
+                    BackupType::Database => settings
+                        .database_backup
+                        .databases
+                        .iter()
+                        .map(|d| d.name.as_str())
+                        .collect(),
+                    BackupType::Media => settings
+                        .media_backup
+                        .paths
+                        .iter()
+                        .map(|m| m.name.as_str())
+                        .collect(),
+                };
+                Err(crate::config::ConfigError::Invalid(format!(
+                    "no {backup_type} target named {name:?}; configured: {}",
+                    known.join(", ")
+                ))
+                .into())
+            }
+        },
+    }
+}
+
+/// Why and how a run is started.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Manual, scheduled or catch-up.
+    pub trigger: Trigger,
+    /// Fire time, when scheduled.
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// Queue task id, when queued.
+    pub task_id: Option<String>,
+    /// Attempt number, from 1.
+    pub attempt: i64,
+}
+
+impl Request {
+    /// A backup started by hand, now.
+    pub fn manual() -> Self {
+        Self {
+            trigger: Trigger::Manual,
+            scheduled_for: None,
+            task_id: None,
+            attempt: 1,
+        }
+    }
+}
+
+/// The result of one run.
+#[derive(Debug)]
+pub struct Report {
+    /// The finished history row.
+    pub run: BackupRun,
+    /// The manifest, on success.
+    pub manifest: Option<Manifest>,
+    /// Non-fatal things the operator should know (skipped files, retention trouble).
+    pub warnings: Vec<String>,
+    /// Artifacts deleted by retention after this run.
+    pub pruned: Vec<String>,
+    /// The failure, when the run failed (its message is in `run.error_message`).
+    pub error: Option<Error>,
+}
+
+/// Backs up one target and records the run. A failure of the backup itself
+/// is a finished `failed` run in the report, not an `Err`.
+///
+/// # Errors
+///
+/// Only when the run cannot be recorded in history.
+pub async fn run(
+    ctx: &Context,
+    target: Target<'_>,
+    request: &Request,
+    progress: Progress,
+) -> Result<Report, Error> {
+    let started = ctx
+        .history
+        .start(&NewRun {
+            backup_type: target.backup_type(),
+            target: target.name().to_string(),
+            trigger: request.trigger,
+            scheduled_for: request.scheduled_for,
+            task_id: request.task_id.clone(),
+            attempt: request.attempt,
+            worker: ctx.worker.clone(),
+            started_at: Utc::now(),
+        })
+        .await?;
+    let span = tracing::info_span!(
+        "backup",
+        run_id = started.id,
+        target = target.name(),
+        backup_type = %target.backup_type(),
+        attempt = request.attempt
+    );
+    async move {
+        tracing::info!("backup started");
+        match execute(ctx, target, &started, progress).await {
+            Ok((manifest, mut warnings)) => {
+                let run = ctx
+                    .history
+                    .finish(started.id, Utc::now(), &Outcome::Success {
+                        artifact: manifest.artifact.clone(),
+                        size_bytes: manifest.size_bytes,
+                        sha256: manifest.sha256.clone(),
+                    })
+                    .await?;
+                tracing::info!(artifact = %manifest.artifact, size = manifest.size_bytes, "backup succeeded");
+                let pruned = match prune(ctx, target).await {
+                    Ok(pruned) => pruned,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "retention failed; older artifacts were kept");
+                        warnings.push(format!("retention failed, older artifacts were kept: {e}"));
+                        Vec::new()
+                    }
+                };
+                Ok(Report { run, manifest: Some(manifest), warnings, pruned, error: None })
+            }
+            Err(e) => {
+                let message = one_line(&e.to_string());
+                tracing::error!(error = %message, "backup failed");
+                let run = ctx.history.finish(started.id, Utc::now(), &Outcome::Failed { error: message }).await?;
+                Ok(Report { run, manifest: None, warnings: Vec::new(), pruned: Vec::new(), error: Some(e) })
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+async fn execute(
+    ctx: &Context,
+    target: Target<'_>,
+    run: &BackupRun,
+    progress: Progress,
+) -> Result<(Manifest, Vec<String>), Error> {
+    let settings = &ctx.settings;
+    let Source {
+        engine,
+        format,
+        extension,
+        server_version,
+        tool_version,
+        producer,
+    } = match target {
+        Target::Database(t) => engine::prepare_database(t, &settings.tools).await?,
+        Target::Media(t) => engine::media::prepare(t, &settings.media_backup.exclude).await?,
+    };
+    let codec = settings.compression.algorithm;
+    let extension = match codec.extension() {
+        Some(c) => format!("{extension}.{c}"),
+        None => extension.to_string(),
+    };
+    let key = storage::artifact_key(
+        target.backup_type(),
+        target.name(),
+        run.started_at,
+        run.id,
+        &extension,
+    );
+    let writer = ctx.storage.writer(&key).await?;
+    let (stats, written) = pipeline::run(producer, &settings.compression, writer, progress).await?;
+    for warning in &stats.warnings {
+        tracing::warn!("{warning}");
+    }
+    let manifest = Manifest {
+        version: 1,
+        run_id: run.id,
+        backup_type: target.backup_type(),
+        target: target.name().to_string(),
+        engine: engine.to_string(),
+        format: format.to_string(),
+        server_version,
+        tool_version,
+        compression: codec.name().to_string(),
+        artifact: key.clone(),
+        size_bytes: written.size,
+        sha256: written.sha256,
+        source_bytes: written.source_bytes,
+        files: stats.files,
+        started_at: run.started_at,
+        created_at: Utc::now(),
+    };
+    if let Err(e) = ctx.storage.write_manifest(&manifest).await {
+        // Without its manifest the artifact is not a backup: take it away.
+        if let Err(cleanup) = ctx.storage.delete_key(&key).await {
+            tracing::warn!(error = %cleanup, key = %key, "could not remove the artifact of a failed run");
+        }
+        return Err(e.into());
+    }
+    Ok((manifest, stats.warnings))
+}
+
+/// Applies `storage.keep` to the target's artifacts.
+async fn prune(ctx: &Context, target: Target<'_>) -> Result<Vec<String>, Error> {
+    let artifacts = ctx
+        .storage
+        .manifests(Some(target.backup_type()), Some(target.name()))
+        .await?;
+    let plan = retention::plan(artifacts, ctx.settings.storage.keep);
+    let deleted = retention::apply(&ctx.storage, &plan).await?;
+    for key in &deleted {
+        tracing::info!(artifact = %key, "deleted by retention");
+    }
+    Ok(deleted)
+}

@@ -1,0 +1,230 @@
+//! MySQL and MariaDB: `mariadb-dump`/`mysqldump` SQL text in one consistent
+//! transaction, credentials in a private defaults file.
+
+use std::{io::Write as _, path::PathBuf, process::Command, time::Duration};
+
+use secrecy::ExposeSecret;
+use sqlx::{
+    Connection,
+    mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError},
+};
+
+use super::{EngineError, Source, SourceStats, process, tool_version};
+use crate::{
+    config::{ServerDatabase, ToolSettings},
+    redact,
+};
+
+const DEFAULT_PORT: u16 = 3306;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+const HINT: &str = "install mariadb-client (or mysql-client) or set tools.mariadb_dump";
+/// Access denied (to the server or the database), unknown database.
+const PERMANENT_ERRORS: &[u16] = &[1044, 1045, 1049, 1698];
+
+/// Connects (checking credentials and the database), finds the dump tool,
+/// writes the credentials to a private defaults file and returns the dump
+/// as a source.
+///
+/// # Errors
+///
+/// [`EngineError`] with the cause and what to do.
+pub async fn prepare(db: &ServerDatabase, tools: &ToolSettings) -> Result<Source, EngineError> {
+    let server_version = server_version(db).await?;
+    let (tool, tool_line) = find_tool(tools).await?;
+
+    // The password goes into a 0600 file that only this process names; argv
+    // shows its path, never its content.
+    let mut defaults = tempfile::Builder::new()
+        .prefix("backup-mysql-")
+        .suffix(".cnf")
+        .tempfile()
+        .map_err(|e| EngineError::Io {
+            context: "creating the MySQL defaults file".into(),
+            source: e,
+        })?;
+    defaults
+        .write_all(defaults_file(db).as_bytes())
+        .and_then(|()| defaults.flush())
+        .map_err(|e| EngineError::Io {
+            context: "writing the MySQL defaults file".into(),
+            source: e,
+        })?;
+    let defaults = defaults.into_temp_path();
+
+    let mut cmd = Command::new(&tool);
+    // --defaults-extra-file must come first.
+    cmd.arg(format!("--defaults-extra-file={}", defaults.display()))
+        .args([
+            "--single-transaction",
+            "--routines",
+            "--triggers",
+            "--events",
+            "--hex-blob",
+            "--default-character-set=utf8mb4",
+            "--max-allowed-packet=1G",
+        ])
+        .arg(&db.database)
+        .env_remove("MYSQL_PWD")
+        .env_remove("MYSQL_HOST");
+    let password = db.password.as_ref().map(|p| p.expose_secret().to_string());
+    let tool_name = tool.display().to_string();
+    Ok(Source {
+        engine: "mysql",
+        format: "SQL text (mariadb-dump)",
+        extension: "sql",
+        server_version: Some(server_version),
+        tool_version: Some(tool_line),
+        producer: Box::new(move |out| {
+            let secrets: Vec<&str> = password.iter().map(String::as_str).collect();
+            let warnings = process::stream(cmd, &tool_name, HINT, &secrets, out);
+            // Removed whatever happened; the dump has read it by now.
+            drop(defaults);
+            Ok(SourceStats {
+                files: None,
+                warnings: warnings?,
+            })
+        }),
+    })
+}
+
+/// The `[client]` section of an option file. Values are double-quoted with
+/// `\` and `"` escaped, so any password survives.
+fn defaults_file(db: &ServerDatabase) -> String {
+    let quote = |v: &str| {
+        let escaped = v
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        format!("\"{escaped}\"")
+    };
+    let mut text = String::from("[client]\n");
+    if let Some(user) = &db.user {
+        text += &format!("user={}\n", quote(user));
+    }
+    if let Some(password) = &db.password {
+        text += &format!("password={}\n", quote(password.expose_secret()));
+    }
+    if let Some(host) = &db.host {
+        text += &format!("host={}\n", quote(host));
+    }
+    if let Some(port) = db.port {
+        text += &format!("port={port}\n");
+    }
+    if let Some(socket) = db.params.get("socket") {
+        text += &format!("socket={}\n", quote(socket));
+    }
+    if db.host.is_some() && db.params.get("socket").is_none() {
+        text += "protocol=tcp\n";
+    }
+    text
+}
+
+async fn find_tool(tools: &ToolSettings) -> Result<(PathBuf, String), EngineError> {
+    if let Some(tool) = &tools.mariadb_dump {
+        return Ok((tool.clone(), tool_version(tool, HINT).await?));
+    }
+    let mut last = None;
+    for name in ["mariadb-dump", "mysqldump"] {
+        let tool = PathBuf::from(name);
+        match tool_version(&tool, HINT).await {
+            Ok(line) => return Ok((tool, line)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(EngineError::ToolMissing { .. }) | None => EngineError::ToolMissing {
+            tool: "mariadb-dump (or mysqldump)".into(),
+            where_: " on PATH".into(),
+            hint: HINT.into(),
+        },
+        Some(other) => other,
+    })
+}
+
+async fn server_version(db: &ServerDatabase) -> Result<String, EngineError> {
+    let mut options = MySqlConnectOptions::new().database(&db.database);
+    if let Some(host) = &db.host {
+        options = options.host(host);
+    }
+    if let Some(port) = db.port {
+        options = options.port(port);
+    }
+    if let Some(user) = &db.user {
+        options = options.username(user);
+    }
+    if let Some(password) = &db.password {
+        options = options.password(password.expose_secret());
+    }
+    if let Some(socket) = db.params.get("socket") {
+        options = options.socket(socket);
+    }
+    let secret = db
+        .password
+        .as_ref()
+        .map(|p| p.expose_secret().to_string())
+        .unwrap_or_default();
+    let connect_err = |cause: String, permanent: bool| EngineError::Connect {
+        engine: "MySQL",
+        database: db.database.clone(),
+        address: db.address(DEFAULT_PORT),
+        cause: redact::text(&cause, &[&secret]),
+        permanent,
+    };
+    let mut conn = match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        MySqlConnection::connect_with(&options),
+    )
+    .await
+    {
+        Err(_) => {
+            return Err(connect_err(
+                format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+                false,
+            ));
+        }
+        Ok(Err(e)) => {
+            let (cause, permanent) = describe(&e);
+            return Err(connect_err(cause, permanent));
+        }
+        Ok(Ok(conn)) => conn,
+    };
+    let version: Result<String, _> = sqlx::query_scalar("SELECT VERSION()")
+        .fetch_one(&mut conn)
+        .await;
+    let _ = conn.close().await;
+    version.map_err(|e| connect_err(describe(&e).0, false))
+}
+
+fn describe(e: &sqlx::Error) -> (String, bool) {
+    if let sqlx::Error::Database(db) = e
+        && let Some(mysql) = db.try_downcast_ref::<MySqlDatabaseError>()
+    {
+        return (
+            mysql.message().to_string(),
+            PERMANENT_ERRORS.contains(&mysql.number()),
+        );
+    }
+    super::postgres::describe_sqlx(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn defaults_file_quotes_awkward_passwords() {
+        let db = ServerDatabase {
+            host: Some("127.0.0.1".into()),
+            port: Some(3306),
+            user: Some("app".into()),
+            password: Some("p\"w\\d".to_string().into()),
+            database: "shop".into(),
+            params: BTreeMap::new(),
+            url: String::new(),
+        };
+        let text = defaults_file(&db);
+        assert!(text.contains("password=\"p\\\"w\\\\d\"\n"), "{text}");
+        assert!(text.contains("protocol=tcp"));
+    }
+}

@@ -1,0 +1,209 @@
+//! Running a dump tool: stream its stdout, then let its exit status decide.
+
+use std::{
+    collections::VecDeque,
+    io::{self, BufRead, BufReader, Read, Write},
+    os::unix::process::ExitStatusExt,
+    process::{Child, Command, ExitStatus, Stdio},
+    thread,
+};
+
+use super::EngineError;
+use crate::redact;
+
+/// stderr lines kept for the error message.
+const STDERR_TAIL: usize = 20;
+/// Longest error text taken from stderr.
+const STDERR_MAX: usize = 600;
+
+/// Kills the child if the stream is abandoned before it was waited for.
+struct Reaper(Option<Child>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `cmd`, copying its stdout into `out`, and fails unless it exits 0.
+///
+/// stderr is drained on its own thread (a full stderr pipe would otherwise
+/// stall the tool); its last lines, redacted of `secrets`, explain a failure.
+/// Lines on stderr of a successful run are returned as warnings.
+///
+/// # Errors
+///
+/// [`EngineError::ToolMissing`] if it cannot start, [`EngineError::Output`]
+/// if `out` fails (the tool is then killed), [`EngineError::ToolFailed`] on
+/// a non-zero exit or a signal.
+pub fn stream(
+    mut cmd: Command,
+    tool: &str,
+    hint: &str,
+    secrets: &[&str],
+    out: &mut dyn Write,
+) -> Result<Vec<String>, EngineError> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => EngineError::ToolMissing {
+            tool: tool.to_string(),
+            where_: String::new(),
+            hint: hint.to_string(),
+        },
+        _ => EngineError::Io {
+            context: format!("starting {tool}"),
+            source: e,
+        },
+    })?;
+    let mut reaper = Reaper(Some(child));
+    let child = reaper.0.as_mut().expect("child just stored");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let tail = thread::spawn(move || {
+        let mut lines = VecDeque::with_capacity(STDERR_TAIL);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines.len() == STDERR_TAIL {
+                lines.pop_front();
+            }
+            lines.push_back(line);
+        }
+        lines
+    });
+
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match stdout.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(EngineError::Io {
+                    context: format!("reading {tool} output"),
+                    source: e,
+                });
+            }
+        };
+        out.write_all(&buf[..n]).map_err(EngineError::Output)?;
+    }
+    drop(stdout);
+    let mut child = reaper.0.take().expect("child still held");
+    let status = child.wait().map_err(|e| EngineError::Io {
+        context: format!("waiting for {tool}"),
+        source: e,
+    })?;
+    let lines: Vec<String> = tail
+        .join()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| redact::text(&l, secrets))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    if status.success() {
+        Ok(lines)
+    } else {
+        Err(EngineError::ToolFailed {
+            tool: tool.to_string(),
+            status: describe(status),
+            stderr: summarize(&lines),
+        })
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(sig)) => {
+            let name = match sig {
+                libc::SIGKILL => " (SIGKILL)",
+                libc::SIGTERM => " (SIGTERM)",
+                libc::SIGSEGV => " (SIGSEGV)",
+                libc::SIGPIPE => " (SIGPIPE)",
+                libc::SIGINT => " (SIGINT)",
+                _ => "",
+            };
+            format!("was killed by signal {sig}{name} before finishing")
+        }
+        (None, None) => "ended abnormally".into(),
+    }
+}
+
+/// The lines that say what went wrong, on one line.
+fn summarize(lines: &[String]) -> String {
+    let errors: Vec<&str> = lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| l.to_ascii_lowercase().contains("error") || l.contains("FATAL"))
+        .collect();
+    let picked = if errors.is_empty() {
+        lines.last().map(|l| vec![l.trim()]).unwrap_or_default()
+    } else {
+        errors
+    };
+    let mut text = picked.join(" | ");
+    if text.len() > STDERR_MAX {
+        let mut cut = STDERR_MAX;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_stdout_and_reports_a_failed_exit_with_redacted_stderr() {
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "printf 'partial'; echo 'tool: error: auth failed for hunter2' >&2; exit 3",
+        ]);
+        let mut out = Vec::new();
+        let err = stream(cmd, "tool", "", &["hunter2"], &mut out)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(out, b"partial");
+        assert_eq!(
+            err,
+            "tool exited with status 3: tool: error: auth failed for ***"
+        );
+    }
+
+    #[test]
+    fn a_signal_is_a_failure_even_after_output() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "printf data; kill -9 $$"]);
+        let err = stream(cmd, "dump", "", &[], &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("killed by signal 9 (SIGKILL)"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_tool_says_how_to_fix_it() {
+        let cmd = Command::new("/nonexistent/pg_dump");
+        let err = stream(
+            cmd,
+            "pg_dump",
+            "install postgresql-client",
+            &[],
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert!(err.is_permanent());
+        assert!(
+            err.to_string().contains("install postgresql-client"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,49 @@
+//! The crate-wide error type gathering each module's errors.
+
+use crate::{
+    config::ConfigError, engine::EngineError, history::HistoryError, storage::StorageError,
+};
+
+/// Result alias for backup-core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Any failure of backup-core, by the module it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid or could not be read.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A backup source (database or media tree) failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// Storage could not be opened, written, read or listed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The run history database failed.
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    /// An unexpected local I/O failure (compression, temporary files).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Whether retrying the same operation cannot help (bad credentials,
+    /// missing tool, missing target, invalid configuration).
+    ///
+    /// The worker uses this to abort a job instead of spending retries on it.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Error::Config(_) => true,
+            Error::Engine(e) => e.is_permanent(),
+            Error::Storage(e) => e.is_permanent(),
+            Error::History(_) | Error::Io { .. } => false,
+        }
+    }
+}

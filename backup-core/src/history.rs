@@ -1,0 +1,523 @@
+//! Run history: the BackupRun rows, in SQLite or PostgreSQL.
+//!
+//! The same SQL runs on both backends (sqlx binds `$N` on SQLite too); the
+//! [`on_pool`] macro expands each query once per backend.
+
+use std::{fmt, str::FromStr, time::Duration};
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use sqlx::{
+    PgPool, SqlitePool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
+};
+
+use crate::{config::HistoryUrl, redact};
+
+/// History database failures.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// The database could not be opened.
+    #[error("cannot open run history {url}: {source}")]
+    Open {
+        /// History URL (redacted).
+        url: String,
+        /// Driver error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Migrations failed.
+    #[error("cannot migrate run history {url}: {source}")]
+    Migrate {
+        /// History URL (redacted).
+        url: String,
+        /// Migration error.
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A query failed.
+    #[error("run history query failed ({what}): {source}")]
+    Query {
+        /// What was being done.
+        what: &'static str,
+        /// Driver error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// No run has this id.
+    #[error("no backup run with id {0}; see `backup-cli runs list`")]
+    NotFound(i64),
+}
+
+macro_rules! string_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vm])* $variant),+ }
+
+        impl $name {
+            /// The name stored in history and shown to users.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $s),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($s => Ok($name::$variant),)+
+                    other => Err(format!(
+                        concat!("unknown ", stringify!($name), " {:?}; expected one of: {}"),
+                        other, [$($s),+].join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, Self::Error> { s.parse() }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+
+string_enum!(
+    /// What a run backs up.
+    BackupType { /// A database.
+    Database = "database", /// A directory tree.
+    Media = "media" }
+);
+string_enum!(
+    /// Where a run is in its life.
+    RunStatus { /// Started, not finished.
+    Running = "running", /// Finished with a complete artifact.
+    Success = "success", /// Finished without one.
+    Failed = "failed" }
+);
+string_enum!(
+    /// Why a run happened.
+    Trigger { /// By hand (`backup-cli backup`, `trigger`).
+    Manual = "manual", /// At a scheduled fire time.
+    Schedule = "schedule", /// For a fire time missed while no worker ran.
+    CatchUp = "catch_up" }
+);
+
+/// One backup run, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct BackupRun {
+    /// Run id.
+    pub id: i64,
+    /// `database` or `media`.
+    #[sqlx(try_from = "String")]
+    pub backup_type: BackupType,
+    /// Target name.
+    pub target: String,
+    /// `running`, `success` or `failed`.
+    #[sqlx(try_from = "String")]
+    pub status: RunStatus,
+    /// `manual`, `schedule` or `catch_up`.
+    #[sqlx(try_from = "String")]
+    pub trigger: Trigger,
+    /// The fire time this run is for, when scheduled.
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// Queue task id, when run by a worker.
+    pub task_id: Option<String>,
+    /// Attempt number, from 1.
+    pub attempt: i64,
+    /// `host:pid` of the process that ran it.
+    pub worker: String,
+    /// Start time.
+    pub started_at: DateTime<Utc>,
+    /// End time, once finished.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Wall time in seconds, once finished.
+    pub duration_seconds: Option<f64>,
+    /// Why it failed; empty on success.
+    pub error_message: String,
+    /// Storage key of the artifact, on success.
+    pub artifact: Option<String>,
+    /// Artifact size in bytes, on success.
+    pub size_bytes: Option<i64>,
+    /// Artifact sha256, on success.
+    pub sha256: Option<String>,
+}
+
+/// The fields of a run known when it starts.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// What is backed up.
+    pub backup_type: BackupType,
+    /// Target name.
+    pub target: String,
+    /// Why.
+    pub trigger: Trigger,
+    /// Fire time, when scheduled.
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// Queue task id, when queued.
+    pub task_id: Option<String>,
+    /// Attempt number, from 1.
+    pub attempt: i64,
+    /// `host:pid`.
+    pub worker: String,
+    /// Start time.
+    pub started_at: DateTime<Utc>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A complete artifact was stored.
+    Success {
+        /// Storage key.
+        artifact: String,
+        /// Size in bytes.
+        size_bytes: u64,
+        /// sha256 hex.
+        sha256: String,
+    },
+    /// No artifact; the one-line cause (already redacted).
+    Failed {
+        /// Error message.
+        error: String,
+    },
+}
+
+/// Filters for [`History::list`].
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only runs with this status.
+    pub status: Option<RunStatus>,
+    /// Only runs of this type.
+    pub backup_type: Option<BackupType>,
+    /// Only runs of this target.
+    pub target: Option<String>,
+    /// Only runs started at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only runs whose error message contains this text (case-insensitive).
+    pub search: Option<String>,
+    /// At most this many, newest first.
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same expression with `$pool` bound to whichever backend is open.
+macro_rules! on_pool {
+    ($history:expr, $pool:ident => $body:expr) => {
+        match &$history.pool {
+            Pool::Sqlite($pool) => $body,
+            Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// The run history.
+#[derive(Debug, Clone)]
+pub struct History {
+    pool: Pool,
+    url: String,
+}
+
+/// Timestamps are kept to the microsecond, PostgreSQL's precision, so a row
+/// reads back equal on both backends.
+pub fn truncate(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(t)
+}
+
+/// `SELECT <every column> FROM backup_runs` followed by the given clause, as
+/// one literal (sqlx only takes static SQL without an audit wrapper).
+macro_rules! select_run {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, backup_type, target, status, \"trigger\", scheduled_for, task_id, attempt, ",
+            "worker, started_at, completed_at, duration_seconds, error_message, artifact, size_bytes, ",
+            "sha256 FROM backup_runs ",
+            $rest
+        )
+    };
+}
+
+impl History {
+    /// Opens the history database (creating a SQLite file if missing) and
+    /// brings its schema up to date. Safe to call from several processes.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be reached or migrated.
+    pub async fn open(url: &HistoryUrl) -> Result<Self, HistoryError> {
+        let history = Self::connect(url).await?;
+        history.migrate().await?;
+        Ok(history)
+    }
+
+    /// Connects without migrating (see [`History::migrate`]).
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be reached.
+    pub async fn connect(url: &HistoryUrl) -> Result<Self, HistoryError> {
+        let shown = String::from(url.clone());
+        let open_err = |source| HistoryError::Open {
+            url: shown.clone(),
+            source,
+        };
+        let pool = match url {
+            HistoryUrl::Sqlite(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| open_err(sqlx::Error::Io(e)))?;
+                }
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .busy_timeout(Duration::from_secs(30));
+                Pool::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(4)
+                        .connect_with(options)
+                        .await
+                        .map_err(open_err)?,
+                )
+            }
+            HistoryUrl::Postgres(secret) => {
+                let options =
+                    PgConnectOptions::from_str(secret.expose_secret()).map_err(open_err)?;
+                Pool::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(4)
+                        .acquire_timeout(Duration::from_secs(15))
+                        .connect_with(options)
+                        .await
+                        .map_err(|e| open_err(redact_sqlx(e, secret.expose_secret())))?,
+                )
+            }
+        };
+        Ok(Self { pool, url: shown })
+    }
+
+    /// The history URL with secrets masked.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Applies pending migrations; returns how many were applied.
+    ///
+    /// # Errors
+    ///
+    /// When a migration fails.
+    pub async fn migrate(&self) -> Result<usize, HistoryError> {
+        let migrator = match &self.pool {
+            Pool::Sqlite(_) => sqlx::migrate!("../migrations/sqlite"),
+            Pool::Postgres(_) => sqlx::migrate!("../migrations/postgres"),
+        };
+        let count = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
+        // Before the first migration the table does not exist: that is zero.
+        let before: i64 =
+            on_pool!(self, pool => sqlx::query_scalar(count).fetch_one(pool).await).unwrap_or(0);
+        on_pool!(self, pool => migrator.run(pool).await).map_err(|source| {
+            HistoryError::Migrate {
+                url: self.url.clone(),
+                source,
+            }
+        })?;
+        Ok(migrator.iter().count().saturating_sub(before as usize))
+    }
+
+    /// Records a run as `running` and returns it with its id.
+    ///
+    /// # Errors
+    ///
+    /// When the insert fails.
+    pub async fn start(&self, run: &NewRun) -> Result<BackupRun, HistoryError> {
+        let sql = "INSERT INTO backup_runs (backup_type, target, status, \"trigger\", scheduled_for, \
+                   task_id, attempt, worker, started_at, error_message) \
+                   VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, '') RETURNING id";
+        let id: i64 = on_pool!(self, pool => sqlx::query_scalar(sql)
+            .bind(run.backup_type.as_str())
+            .bind(&run.target)
+            .bind(run.trigger.as_str())
+            .bind(run.scheduled_for.map(truncate))
+            .bind(&run.task_id)
+            .bind(run.attempt)
+            .bind(&run.worker)
+            .bind(truncate(run.started_at))
+            .fetch_one(pool)
+            .await)
+        .map_err(|source| HistoryError::Query {
+            what: "recording a run start",
+            source,
+        })?;
+        self.get(id).await
+    }
+
+    /// Finishes a run as `success` or `failed`.
+    ///
+    /// # Errors
+    ///
+    /// When the update fails or the run does not exist.
+    pub async fn finish(
+        &self,
+        id: i64,
+        completed_at: DateTime<Utc>,
+        outcome: &Outcome,
+    ) -> Result<BackupRun, HistoryError> {
+        let run = self.get(id).await?;
+        let completed_at = truncate(completed_at);
+        let duration = (completed_at - run.started_at)
+            .num_microseconds()
+            .unwrap_or(0) as f64
+            / 1e6;
+        let (status, error, artifact, size, sha) = match outcome {
+            Outcome::Success {
+                artifact,
+                size_bytes,
+                sha256,
+            } => (
+                RunStatus::Success,
+                "",
+                Some(artifact.as_str()),
+                Some(*size_bytes as i64),
+                Some(sha256.as_str()),
+            ),
+            Outcome::Failed { error } => (RunStatus::Failed, error.as_str(), None, None, None),
+        };
+        let sql = "UPDATE backup_runs SET status = $1, completed_at = $2, duration_seconds = $3, \
+                   error_message = $4, artifact = $5, size_bytes = $6, sha256 = $7 WHERE id = $8";
+        on_pool!(self, pool => sqlx::query(sql)
+            .bind(status.as_str())
+            .bind(completed_at)
+            .bind(duration)
+            .bind(error)
+            .bind(artifact)
+            .bind(size)
+            .bind(sha)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|_| ()))
+        .map_err(|source| HistoryError::Query {
+            what: "recording a run end",
+            source,
+        })?;
+        self.get(id).await
+    }
+
+    /// One run by id.
+    ///
+    /// # Errors
+    ///
+    /// [`HistoryError::NotFound`] when there is no such run.
+    pub async fn get(&self, id: i64) -> Result<BackupRun, HistoryError> {
+        let sql = select_run!("WHERE id = $1");
+        let row: Option<BackupRun> =
+            on_pool!(self, pool => sqlx::query_as(sql).bind(id).fetch_optional(pool).await)
+                .map_err(|source| HistoryError::Query {
+                    what: "reading a run",
+                    source,
+                })?;
+        row.ok_or(HistoryError::NotFound(id))
+    }
+
+    /// Runs matching `filter`, newest first.
+    ///
+    /// # Errors
+    ///
+    /// When the query fails.
+    pub async fn list(&self, filter: &RunFilter) -> Result<Vec<BackupRun>, HistoryError> {
+        let sql = select_run!(
+            "WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR backup_type = $2) \
+             AND ($3 IS NULL OR target = $3) AND ($4 IS NULL OR started_at >= $4) \
+             AND ($5 IS NULL OR lower(error_message) LIKE $5 ESCAPE '\\') \
+             ORDER BY started_at DESC, id DESC LIMIT $6"
+        );
+        let pattern = filter.search.as_ref().map(|s| {
+            let escaped = s
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        on_pool!(self, pool => sqlx::query_as(sql)
+            .bind(filter.status.map(RunStatus::as_str))
+            .bind(filter.backup_type.map(BackupType::as_str))
+            .bind(&filter.target)
+            .bind(filter.since.map(truncate))
+            .bind(&pattern)
+            .bind(filter.limit)
+            .fetch_all(pool)
+            .await)
+        .map_err(|source| HistoryError::Query {
+            what: "listing runs",
+            source,
+        })
+    }
+
+    /// Runs that started before `cutoff`, oldest first: the plan of a
+    /// history cleanup.
+    ///
+    /// # Errors
+    ///
+    /// When the query fails.
+    pub async fn started_before(
+        &self,
+        cutoff: DateTime<Utc>,
+    ) -> Result<Vec<BackupRun>, HistoryError> {
+        let sql = select_run!("WHERE started_at < $1 ORDER BY started_at, id");
+        on_pool!(self, pool => sqlx::query_as(sql).bind(truncate(cutoff)).fetch_all(pool).await)
+            .map_err(|source| HistoryError::Query {
+                what: "listing old runs",
+                source,
+            })
+    }
+
+    /// Deletes the given runs in one transaction; returns how many went.
+    ///
+    /// # Errors
+    ///
+    /// When the delete fails (then none are deleted).
+    pub async fn delete(&self, ids: &[i64]) -> Result<u64, HistoryError> {
+        let err = |source| HistoryError::Query {
+            what: "deleting runs",
+            source,
+        };
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await.map_err(err)?;
+            let mut deleted = 0;
+            for id in ids {
+                deleted += sqlx::query("DELETE FROM backup_runs WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?
+                    .rows_affected();
+            }
+            tx.commit().await.map_err(err)?;
+            Ok(deleted)
+        })
+    }
+}
+
+fn redact_sqlx(e: sqlx::Error, url: &str) -> sqlx::Error {
+    let password = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_string));
+    match password {
+        Some(pw) if e.to_string().contains(&pw) => {
+            sqlx::Error::Configuration(redact::text(&e.to_string(), &[&pw]).into())
+        }
+        _ => e,
+    }
+}

@@ -1,0 +1,99 @@
+//! Keeping secrets out of anything printed, logged, stored or mailed.
+
+use url::Url;
+
+/// What a secret is replaced with.
+pub const MASK: &str = "***";
+
+/// A URL with its password (if any) replaced by [`MASK`].
+///
+/// Every URL that is shown to a person goes through this function. Strings
+/// that do not parse as URLs are returned with any `user:password@` part
+/// masked by hand, so a malformed URL cannot leak either.
+pub fn url(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // set_password only fails for URLs that cannot have one, and this
+            // one has one.
+            let _ = parsed.set_password(Some(MASK));
+            parsed.to_string()
+        }
+        Ok(_) => raw.to_string(),
+        Err(_) => mask_userinfo(raw),
+    }
+}
+
+fn mask_userinfo(raw: &str) -> String {
+    let Some(scheme_end) = raw.find("://") else {
+        return raw.to_string();
+    };
+    let rest = &raw[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:{}{}",
+                &raw[..scheme_end + 3],
+                &rest[..colon],
+                MASK,
+                &rest[at..]
+            ),
+            None => raw.to_string(),
+        },
+        None => raw.to_string(),
+    }
+}
+
+/// Replaces every occurrence of each secret in `text` by [`MASK`], and masks
+/// the password of any URL embedded in it.
+///
+/// Used on text that came from outside (a dump tool's stderr, a driver's
+/// error) before it is logged, stored in history or sent anywhere.
+pub fn text(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(secret, MASK);
+    }
+    out.split(' ')
+        .map(|word| {
+            if word.contains("://") {
+                url(word)
+            } else {
+                word.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_url_passwords_and_keeps_the_rest() {
+        assert_eq!(
+            url("postgres://app:s3cret@db:5432/app"),
+            "postgres://app:***@db:5432/app"
+        );
+        assert_eq!(url("postgres://app@db/app"), "postgres://app@db/app");
+        assert_eq!(url("s3://bucket/prefix"), "s3://bucket/prefix");
+    }
+
+    #[test]
+    fn masks_unparseable_urls_by_hand() {
+        assert_eq!(url("mysql://root:p@ss@[bad/db"), "mysql://root:***@[bad/db");
+    }
+
+    #[test]
+    fn masks_known_secrets_and_embedded_urls_in_free_text() {
+        let got = text(
+            "FATAL: password hunter2 rejected for smtp://u:pw@mail:25 now",
+            &["hunter2"],
+        );
+        assert_eq!(
+            got,
+            "FATAL: password *** rejected for smtp://u:***@mail:25 now"
+        );
+    }
+}

@@ -1,0 +1,461 @@
+//! Artifact storage through OpenDAL: local directories and S3, artifact keys,
+//! manifests, listing and deletion.
+//!
+//! An artifact becomes visible only when complete: on local disk it is
+//! written in `.partial/` and renamed into place on close; on S3 a multipart
+//! upload is completed on close and aborted on failure. Its manifest is
+//! written after it, so a manifest always describes a whole artifact.
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use opendal::{ErrorKind, Operator, services};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    config::{StorageSettings, StorageUrl},
+    history::BackupType,
+};
+
+/// Where on local storage unfinished artifacts are written.
+const PARTIAL_DIR: &str = ".partial";
+/// Suffix of the manifest beside each artifact.
+pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+/// S3 multipart part size; S3 needs at least 5 MiB.
+const UPLOAD_CHUNK: usize = 8 << 20;
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The storage could not be set up from the configuration.
+    #[error("cannot open storage {url}: {source}")]
+    Open {
+        /// Storage URL (no secrets).
+        url: String,
+        /// OpenDAL's error.
+        #[source]
+        source: opendal::Error,
+    },
+    /// An operation on a key failed.
+    #[error("storage {op} of {key} failed: {}", describe(source))]
+    Op {
+        /// What was attempted (write, read, list, delete).
+        op: &'static str,
+        /// The key.
+        key: String,
+        /// OpenDAL's error.
+        #[source]
+        source: opendal::Error,
+    },
+    /// A manifest could not be parsed.
+    #[error("manifest {key} is not valid: {message}")]
+    BadManifest {
+        /// The manifest key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// OpenDAL errors print their whole context (and, for HTTP, long bodies);
+/// keep the kind and the message a person needs.
+fn describe(e: &opendal::Error) -> String {
+    let hint = match e.kind() {
+        ErrorKind::PermissionDenied => "; check the credentials and the permissions on the target",
+        ErrorKind::NotFound => "; check that the bucket or directory exists",
+        _ => "",
+    };
+    format!(
+        "{} ({}){hint}",
+        e.message().lines().next().unwrap_or_default(),
+        e.kind()
+    )
+}
+
+impl StorageError {
+    /// Whether retrying cannot help (permissions, configuration).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            StorageError::Open { .. } | StorageError::BadManifest { .. } => true,
+            StorageError::Op { source, .. } => matches!(
+                source.kind(),
+                ErrorKind::PermissionDenied | ErrorKind::ConfigInvalid | ErrorKind::NotFound
+            ),
+        }
+    }
+}
+
+/// A storage location with the operations backups need.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    op: Operator,
+    url: StorageUrl,
+}
+
+impl Storage {
+    /// Opens the storage named by the settings. Nothing is written yet.
+    ///
+    /// S3 settings not given in the config come from the usual AWS
+    /// environment variables; nothing else (profiles, instance metadata) is
+    /// read, so behaviour does not depend on the host.
+    ///
+    /// # Errors
+    ///
+    /// When OpenDAL rejects the configuration.
+    pub fn open(settings: &StorageSettings) -> Result<Self, StorageError> {
+        let url = settings.url.clone();
+        let open_err = |source| StorageError::Open {
+            url: url.to_string(),
+            source,
+        };
+        let op = match &url {
+            StorageUrl::Fs { root } => {
+                let partial = root.join(PARTIAL_DIR);
+                let builder = services::Fs::default()
+                    .root(&root.to_string_lossy())
+                    .atomic_write_dir(&partial.to_string_lossy());
+                Operator::new(builder).map_err(open_err)?
+            }
+            StorageUrl::S3 { bucket, prefix } => {
+                let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+                let mut builder = services::S3::default()
+                    .bucket(bucket)
+                    .root(&format!("/{prefix}"))
+                    .region(
+                        &settings
+                            .region
+                            .clone()
+                            .or_else(|| env("AWS_REGION"))
+                            .unwrap_or_else(|| "us-east-1".into()),
+                    )
+                    .disable_config_load()
+                    .disable_ec2_metadata();
+                if let Some(endpoint) = settings
+                    .endpoint
+                    .clone()
+                    .or_else(|| env("AWS_ENDPOINT_URL"))
+                {
+                    builder = builder.endpoint(&endpoint);
+                }
+                if let Some(key) = settings
+                    .access_key_id
+                    .clone()
+                    .or_else(|| env("AWS_ACCESS_KEY_ID"))
+                {
+                    builder = builder.access_key_id(&key);
+                }
+                let secret = settings
+                    .secret_access_key
+                    .as_ref()
+                    .map(|s| s.expose_secret().to_string())
+                    .or_else(|| env("AWS_SECRET_ACCESS_KEY"));
+                if let Some(secret) = secret {
+                    builder = builder.secret_access_key(&secret);
+                }
+                Operator::new(builder).map_err(open_err)?
+            }
+        };
+        Ok(Self { op, url })
+    }
+
+    /// The storage URL (never holds secrets).
+    pub fn url(&self) -> &StorageUrl {
+        &self.url
+    }
+
+    fn local_path(&self, key: &str) -> Option<PathBuf> {
+        match &self.url {
+            StorageUrl::Fs { root } => Some(root.join(key)),
+            StorageUrl::S3 { .. } => None,
+        }
+    }
+
+    /// Starts writing an artifact; nothing is visible at `key` until
+    /// [`ArtifactWriter::close`].
+    ///
+    /// # Errors
+    ///
+    /// When the storage cannot be written.
+    pub async fn writer(&self, key: &str) -> Result<ArtifactWriter, StorageError> {
+        let inner = self
+            .op
+            .writer_with(key)
+            .chunk(UPLOAD_CHUNK)
+            .concurrent(2)
+            .await
+            .map_err(|source| StorageError::Op {
+                op: "write",
+                key: key.into(),
+                source,
+            })?;
+        Ok(ArtifactWriter {
+            inner,
+            key: key.to_string(),
+            local: self.local_path(key),
+        })
+    }
+
+    /// Writes the manifest beside its artifact.
+    ///
+    /// # Errors
+    ///
+    /// When the storage cannot be written.
+    pub async fn write_manifest(&self, manifest: &Manifest) -> Result<(), StorageError> {
+        let key = manifest.manifest_key();
+        let body = serde_json::to_vec_pretty(manifest).map_err(|e| StorageError::BadManifest {
+            key: key.clone(),
+            message: e.to_string(),
+        })?;
+        self.op
+            .write(&key, body)
+            .await
+            .map_err(|source| StorageError::Op {
+                op: "write",
+                key: key.clone(),
+                source,
+            })?;
+        if let Some(path) = self.local_path(&key) {
+            restrict(&path, &key)?;
+        }
+        Ok(())
+    }
+
+    /// Every manifest in storage, optionally of one backup type and target,
+    /// newest first.
+    ///
+    /// # Errors
+    ///
+    /// When listing or reading fails, or a manifest does not parse.
+    pub async fn manifests(
+        &self,
+        backup_type: Option<BackupType>,
+        target: Option<&str>,
+    ) -> Result<Vec<Manifest>, StorageError> {
+        let mut prefixes = Vec::new();
+        for t in backup_type.map_or_else(
+            || vec![BackupType::Database, BackupType::Media],
+            |t| vec![t],
+        ) {
+            prefixes.push(match target {
+                Some(target) => format!("{}/{target}/", t.as_str()),
+                None => format!("{}/", t.as_str()),
+            });
+        }
+        let mut out = Vec::new();
+        for prefix in prefixes {
+            let entries = match self.op.list_with(&prefix).recursive(true).await {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(StorageError::Op {
+                        op: "list",
+                        key: prefix,
+                        source,
+                    });
+                }
+            };
+            for entry in entries
+                .iter()
+                .filter(|e| e.path().ends_with(MANIFEST_SUFFIX))
+            {
+                let key = entry.path();
+                let body = self.op.read(key).await.map_err(|source| StorageError::Op {
+                    op: "read",
+                    key: key.into(),
+                    source,
+                })?;
+                let manifest: Manifest = serde_json::from_slice(&body.to_vec()).map_err(|e| {
+                    StorageError::BadManifest {
+                        key: key.into(),
+                        message: e.to_string(),
+                    }
+                })?;
+                out.push(manifest);
+            }
+        }
+        out.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then(b.run_id.cmp(&a.run_id))
+        });
+        Ok(out)
+    }
+
+    /// Deletes an artifact and then its manifest.
+    ///
+    /// # Errors
+    ///
+    /// When either delete fails.
+    pub async fn delete(&self, manifest: &Manifest) -> Result<(), StorageError> {
+        for key in [manifest.artifact.clone(), manifest.manifest_key()] {
+            self.op
+                .delete(&key)
+                .await
+                .map_err(|source| StorageError::Op {
+                    op: "delete",
+                    key,
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a key if present (cleanup after a failed run).
+    ///
+    /// # Errors
+    ///
+    /// When the delete fails.
+    pub async fn delete_key(&self, key: &str) -> Result<(), StorageError> {
+        self.op
+            .delete(key)
+            .await
+            .map_err(|source| StorageError::Op {
+                op: "delete",
+                key: key.into(),
+                source,
+            })
+    }
+}
+
+fn restrict(path: &Path, key: &str) -> Result<(), StorageError> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+        StorageError::Op {
+            op: "chmod",
+            key: key.into(),
+            source: opendal::Error::new(ErrorKind::Unexpected, e.to_string()),
+        }
+    })
+}
+
+/// An artifact being written.
+pub struct ArtifactWriter {
+    inner: opendal::Writer,
+    key: String,
+    local: Option<PathBuf>,
+}
+
+impl ArtifactWriter {
+    /// Appends a chunk.
+    ///
+    /// # Errors
+    ///
+    /// When storage rejects the write.
+    pub async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        self.inner
+            .write(chunk)
+            .await
+            .map_err(|source| StorageError::Op {
+                op: "write",
+                key: self.key.clone(),
+                source,
+            })
+    }
+
+    /// Completes the artifact, making it visible, private to its owner on
+    /// local disk.
+    ///
+    /// # Errors
+    ///
+    /// When the upload or rename fails.
+    pub async fn close(&mut self) -> Result<(), StorageError> {
+        self.inner
+            .close()
+            .await
+            .map_err(|source| StorageError::Op {
+                op: "write",
+                key: self.key.clone(),
+                source,
+            })?;
+        if let Some(path) = &self.local {
+            restrict(path, &self.key)?;
+        }
+        Ok(())
+    }
+
+    /// Abandons the artifact; nothing becomes visible.
+    pub async fn abort(&mut self) {
+        if let Err(e) = self.inner.abort().await {
+            tracing::warn!(key = %self.key, error = %e, "could not abort the unfinished upload");
+        }
+    }
+}
+
+/// The JSON document stored beside each artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Manifest format version.
+    pub version: u32,
+    /// The run that wrote it.
+    pub run_id: i64,
+    /// `database` or `media`.
+    pub backup_type: BackupType,
+    /// Target name.
+    pub target: String,
+    /// `postgresql`, `mysql`, `sqlite` or `media`.
+    pub engine: String,
+    /// What the decompressed bytes are, e.g. `pg_dump custom archive`.
+    pub format: String,
+    /// Database server version, when there is a server.
+    pub server_version: Option<String>,
+    /// Dump tool version, when a tool ran.
+    pub tool_version: Option<String>,
+    /// `zstd`, `gzip` or `none`.
+    pub compression: String,
+    /// Key of the artifact in storage.
+    pub artifact: String,
+    /// Size of the stored artifact in bytes.
+    pub size_bytes: u64,
+    /// sha256 of the stored artifact.
+    pub sha256: String,
+    /// Bytes before compression.
+    pub source_bytes: u64,
+    /// Files archived (media only).
+    pub files: Option<u64>,
+    /// When the run started.
+    pub started_at: DateTime<Utc>,
+    /// When the artifact was complete.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Manifest {
+    /// Key of this manifest: the artifact's key plus [`MANIFEST_SUFFIX`].
+    pub fn manifest_key(&self) -> String {
+        format!("{}{MANIFEST_SUFFIX}", self.artifact)
+    }
+}
+
+/// The key of a new artifact:
+/// `{backup_type}/{target}/{target}-{YYYYmmddTHHMMSSZ}-{run_id}.{ext}`.
+pub fn artifact_key(
+    backup_type: BackupType,
+    target: &str,
+    started_at: DateTime<Utc>,
+    run_id: i64,
+    extension: &str,
+) -> String {
+    format!(
+        "{}/{target}/{target}-{}-{run_id}.{extension}",
+        backup_type.as_str(),
+        started_at.format("%Y%m%dT%H%M%SZ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn artifact_keys_are_readable_and_sort_by_time() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 26, 2, 0, 0).unwrap();
+        assert_eq!(
+            artifact_key(BackupType::Database, "shop", t, 42, "dump.zst"),
+            "database/shop/shop-20261126T020000Z-42.dump.zst"
+        );
+    }
+}
