@@ -30,7 +30,7 @@ pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         target,
         json,
     } = cmd;
-    let storage = Storage::open(&settings.storage)?;
+    let storage = Storage::new(&settings.storage);
     let manifests = storage.manifests(backup_type, target.as_deref()).await?;
     if json {
         output::json(&manifests)?;

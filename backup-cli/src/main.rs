@@ -49,8 +49,10 @@ enum Command {
 fn main() -> ExitCode {
     backup_core::init_process();
     let cli = Cli::parse();
+    // Run outcomes are printed from each report; the runner's own log lines
+    // (meant for the worker's log) would only repeat them.
     let filter = match cli.verbose {
-        0 => "warn",
+        0 => "warn,backup_core::backup=off",
         1 => "info",
         _ => "debug",
     };

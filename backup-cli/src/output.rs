@@ -42,7 +42,7 @@ pub fn table(header: &[&str]) -> Table {
             .load_preset(comfy_table::presets::NOTHING)
             .force_no_tty();
     }
-    table.set_header(header.iter().map(|h| Cell::new(h)));
+    table.set_header(header.iter().map(Cell::new));
     table
 }
 

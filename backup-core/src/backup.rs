@@ -35,7 +35,7 @@ impl Context {
     ///
     /// When storage cannot be configured or history cannot be opened.
     pub async fn open(settings: Settings) -> Result<Self, Error> {
-        let storage = Storage::open(&settings.storage)?;
+        let storage = Storage::new(&settings.storage);
         let history = History::open(&settings.history.url).await?;
         Ok(Self {
             settings,

@@ -9,6 +9,7 @@
 use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use bytes::Bytes;
@@ -16,6 +17,7 @@ use chrono::{DateTime, Utc};
 use opendal::{ErrorKind, Operator, services};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
 
 use crate::{
     config::{StorageSettings, StorageUrl},
@@ -39,7 +41,7 @@ pub enum StorageError {
         url: String,
         /// OpenDAL's error.
         #[source]
-        source: opendal::Error,
+        source: Box<opendal::Error>,
     },
     /// An operation on a key failed.
     #[error("storage {op} of {key} failed: {}", describe(source))]
@@ -50,7 +52,7 @@ pub enum StorageError {
         key: String,
         /// OpenDAL's error.
         #[source]
-        source: opendal::Error,
+        source: Box<opendal::Error>,
     },
     /// A manifest could not be parsed.
     #[error("manifest {key} is not valid: {message}")]
@@ -91,85 +93,43 @@ impl StorageError {
 }
 
 /// A storage location with the operations backups need.
+///
+/// The OpenDAL operator is built on first use: building an fs operator
+/// creates directories, and a storage that is unavailable (a missing mount,
+/// a bad bucket) must fail the run that needs it, recorded in history, not
+/// the process before any run exists.
 #[derive(Clone, Debug)]
 pub struct Storage {
-    op: Operator,
-    url: StorageUrl,
+    settings: StorageSettings,
+    op: Arc<OnceCell<Operator>>,
 }
 
 impl Storage {
-    /// Opens the storage named by the settings. Nothing is written yet.
+    /// A handle on the storage named by the settings; nothing is touched yet.
     ///
     /// S3 settings not given in the config come from the usual AWS
     /// environment variables; nothing else (profiles, instance metadata) is
     /// read, so behaviour does not depend on the host.
-    ///
-    /// # Errors
-    ///
-    /// When OpenDAL rejects the configuration.
-    pub fn open(settings: &StorageSettings) -> Result<Self, StorageError> {
-        let url = settings.url.clone();
-        let open_err = |source| StorageError::Open {
-            url: url.to_string(),
-            source,
-        };
-        let op = match &url {
-            StorageUrl::Fs { root } => {
-                let partial = root.join(PARTIAL_DIR);
-                let builder = services::Fs::default()
-                    .root(&root.to_string_lossy())
-                    .atomic_write_dir(&partial.to_string_lossy());
-                Operator::new(builder).map_err(open_err)?
-            }
-            StorageUrl::S3 { bucket, prefix } => {
-                let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-                let mut builder = services::S3::default()
-                    .bucket(bucket)
-                    .root(&format!("/{prefix}"))
-                    .region(
-                        &settings
-                            .region
-                            .clone()
-                            .or_else(|| env("AWS_REGION"))
-                            .unwrap_or_else(|| "us-east-1".into()),
-                    )
-                    .disable_config_load()
-                    .disable_ec2_metadata();
-                if let Some(endpoint) = settings
-                    .endpoint
-                    .clone()
-                    .or_else(|| env("AWS_ENDPOINT_URL"))
-                {
-                    builder = builder.endpoint(&endpoint);
-                }
-                if let Some(key) = settings
-                    .access_key_id
-                    .clone()
-                    .or_else(|| env("AWS_ACCESS_KEY_ID"))
-                {
-                    builder = builder.access_key_id(&key);
-                }
-                let secret = settings
-                    .secret_access_key
-                    .as_ref()
-                    .map(|s| s.expose_secret().to_string())
-                    .or_else(|| env("AWS_SECRET_ACCESS_KEY"));
-                if let Some(secret) = secret {
-                    builder = builder.secret_access_key(&secret);
-                }
-                Operator::new(builder).map_err(open_err)?
-            }
-        };
-        Ok(Self { op, url })
+    pub fn new(settings: &StorageSettings) -> Self {
+        Self {
+            settings: settings.clone(),
+            op: Arc::new(OnceCell::new()),
+        }
+    }
+
+    async fn op(&self) -> Result<&Operator, StorageError> {
+        self.op
+            .get_or_try_init(|| async { build(&self.settings) })
+            .await
     }
 
     /// The storage URL (never holds secrets).
     pub fn url(&self) -> &StorageUrl {
-        &self.url
+        &self.settings.url
     }
 
     fn local_path(&self, key: &str) -> Option<PathBuf> {
-        match &self.url {
+        match &self.settings.url {
             StorageUrl::Fs { root } => Some(root.join(key)),
             StorageUrl::S3 { .. } => None,
         }
@@ -183,7 +143,8 @@ impl Storage {
     /// When the storage cannot be written.
     pub async fn writer(&self, key: &str) -> Result<ArtifactWriter, StorageError> {
         let inner = self
-            .op
+            .op()
+            .await?
             .writer_with(key)
             .chunk(UPLOAD_CHUNK)
             .concurrent(2)
@@ -191,7 +152,7 @@ impl Storage {
             .map_err(|source| StorageError::Op {
                 op: "write",
                 key: key.into(),
-                source,
+                source: Box::new(source),
             })?;
         Ok(ArtifactWriter {
             inner,
@@ -211,13 +172,14 @@ impl Storage {
             key: key.clone(),
             message: e.to_string(),
         })?;
-        self.op
+        self.op()
+            .await?
             .write(&key, body)
             .await
             .map_err(|source| StorageError::Op {
                 op: "write",
                 key: key.clone(),
-                source,
+                source: Box::new(source),
             })?;
         if let Some(path) = self.local_path(&key) {
             restrict(&path, &key)?;
@@ -248,14 +210,14 @@ impl Storage {
         }
         let mut out = Vec::new();
         for prefix in prefixes {
-            let entries = match self.op.list_with(&prefix).recursive(true).await {
+            let entries = match self.op().await?.list_with(&prefix).recursive(true).await {
                 Ok(entries) => entries,
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(source) => {
                     return Err(StorageError::Op {
                         op: "list",
                         key: prefix,
-                        source,
+                        source: Box::new(source),
                     });
                 }
             };
@@ -264,11 +226,16 @@ impl Storage {
                 .filter(|e| e.path().ends_with(MANIFEST_SUFFIX))
             {
                 let key = entry.path();
-                let body = self.op.read(key).await.map_err(|source| StorageError::Op {
-                    op: "read",
-                    key: key.into(),
-                    source,
-                })?;
+                let body = self
+                    .op()
+                    .await?
+                    .read(key)
+                    .await
+                    .map_err(|source| StorageError::Op {
+                        op: "read",
+                        key: key.into(),
+                        source: Box::new(source),
+                    })?;
                 let manifest: Manifest = serde_json::from_slice(&body.to_vec()).map_err(|e| {
                     StorageError::BadManifest {
                         key: key.into(),
@@ -293,13 +260,14 @@ impl Storage {
     /// When either delete fails.
     pub async fn delete(&self, manifest: &Manifest) -> Result<(), StorageError> {
         for key in [manifest.artifact.clone(), manifest.manifest_key()] {
-            self.op
+            self.op()
+                .await?
                 .delete(&key)
                 .await
                 .map_err(|source| StorageError::Op {
                     op: "delete",
                     key,
-                    source,
+                    source: Box::new(source),
                 })?;
         }
         Ok(())
@@ -311,15 +279,73 @@ impl Storage {
     ///
     /// When the delete fails.
     pub async fn delete_key(&self, key: &str) -> Result<(), StorageError> {
-        self.op
+        self.op()
+            .await?
             .delete(key)
             .await
             .map_err(|source| StorageError::Op {
                 op: "delete",
                 key: key.into(),
-                source,
+                source: Box::new(source),
             })
     }
+}
+
+/// Builds the OpenDAL operator (for fs this creates the root directory).
+fn build(settings: &StorageSettings) -> Result<Operator, StorageError> {
+    let url = settings.url.clone();
+    let open_err = |source| StorageError::Open {
+        url: url.to_string(),
+        source: Box::new(source),
+    };
+    let op = match &url {
+        StorageUrl::Fs { root } => {
+            let partial = root.join(PARTIAL_DIR);
+            let builder = services::Fs::default()
+                .root(&root.to_string_lossy())
+                .atomic_write_dir(&partial.to_string_lossy());
+            Operator::new(builder).map_err(open_err)?
+        }
+        StorageUrl::S3 { bucket, prefix } => {
+            let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+            let mut builder = services::S3::default()
+                .bucket(bucket)
+                .root(&format!("/{prefix}"))
+                .region(
+                    &settings
+                        .region
+                        .clone()
+                        .or_else(|| env("AWS_REGION"))
+                        .unwrap_or_else(|| "us-east-1".into()),
+                )
+                .disable_config_load()
+                .disable_ec2_metadata();
+            if let Some(endpoint) = settings
+                .endpoint
+                .clone()
+                .or_else(|| env("AWS_ENDPOINT_URL"))
+            {
+                builder = builder.endpoint(&endpoint);
+            }
+            if let Some(key) = settings
+                .access_key_id
+                .clone()
+                .or_else(|| env("AWS_ACCESS_KEY_ID"))
+            {
+                builder = builder.access_key_id(&key);
+            }
+            let secret = settings
+                .secret_access_key
+                .as_ref()
+                .map(|s| s.expose_secret().to_string())
+                .or_else(|| env("AWS_SECRET_ACCESS_KEY"));
+            if let Some(secret) = secret {
+                builder = builder.secret_access_key(&secret);
+            }
+            Operator::new(builder).map_err(open_err)?
+        }
+    };
+    Ok(op)
 }
 
 fn restrict(path: &Path, key: &str) -> Result<(), StorageError> {
@@ -327,7 +353,7 @@ fn restrict(path: &Path, key: &str) -> Result<(), StorageError> {
         StorageError::Op {
             op: "chmod",
             key: key.into(),
-            source: opendal::Error::new(ErrorKind::Unexpected, e.to_string()),
+            source: Box::new(opendal::Error::new(ErrorKind::Unexpected, e.to_string())),
         }
     })
 }
@@ -352,7 +378,7 @@ impl ArtifactWriter {
             .map_err(|source| StorageError::Op {
                 op: "write",
                 key: self.key.clone(),
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -369,7 +395,7 @@ impl ArtifactWriter {
             .map_err(|source| StorageError::Op {
                 op: "write",
                 key: self.key.clone(),
-                source,
+                source: Box::new(source),
             })?;
         if let Some(path) = &self.local {
             restrict(path, &self.key)?;

@@ -20,6 +20,7 @@ pub fn init(format: LogFormat, default_filter: &str) {
         LogFormat::Human => fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_target(false)
             .without_time()
             .try_init(),

@@ -113,7 +113,7 @@ fn defaults_file(db: &ServerDatabase) -> String {
     if let Some(socket) = db.params.get("socket") {
         text += &format!("socket={}\n", quote(socket));
     }
-    if db.host.is_some() && db.params.get("socket").is_none() {
+    if db.host.is_some() && !db.params.contains_key("socket") {
         text += "protocol=tcp\n";
     }
     text

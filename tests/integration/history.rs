@@ -1,0 +1,131 @@
+//! Run history through the CLI: filters, show, cleanup with dry-run.
+
+use std::{fs, path::Path};
+
+use crate::support::*;
+
+fn sandbox_with_runs() -> Sandbox {
+    let sandbox = Sandbox::new();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sample.sqlite3");
+    fs::copy(&sample, sandbox.path().join("a.sqlite3")).expect("copy");
+    fs::copy(&sample, sandbox.path().join("b.sqlite3")).expect("copy");
+    sandbox.config(
+        "[database_backup]\ndatabases = [\"sqlite://a.sqlite3\", \"sqlite://b.sqlite3\", \"sqlite://Missing-C.sqlite3\"]",
+    );
+    sandbox.cli(&["backup", "database"]).failure();
+    sandbox
+}
+
+fn ids(out: &Run) -> Vec<i64> {
+    out.json()
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| r["id"].as_i64().expect("id"))
+        .collect()
+}
+
+#[test]
+fn runs_list_filters_and_show() {
+    let sandbox = sandbox_with_runs();
+    let list = |args: &[&str]| {
+        let mut all = vec!["runs", "list", "--json"];
+        all.extend_from_slice(args);
+        ids(&sandbox.cli(&all).success())
+    };
+    assert_eq!(list(&[]), [3, 2, 1]);
+    assert_eq!(list(&["--status", "failed"]), [3]);
+    assert_eq!(list(&["--status", "success"]), [2, 1]);
+    assert_eq!(list(&["--type", "media"]), Vec::<i64>::new());
+    assert_eq!(list(&["--target", "b"]), [2]);
+    assert_eq!(
+        list(&["--search", "DOES NOT EXIST"]),
+        [3],
+        "search is case-insensitive"
+    );
+    assert_eq!(
+        list(&["--search", "100%_"]),
+        Vec::<i64>::new(),
+        "LIKE wildcards are literal"
+    );
+    assert_eq!(list(&["--limit", "1"]), [3]);
+    assert_eq!(list(&["--since", "1d"]), [3, 2, 1]);
+    assert_eq!(list(&["--since", "2999-01-01"]), Vec::<i64>::new());
+
+    let bad = sandbox.cli(&["runs", "list", "--status", "done"]).failure();
+    assert!(
+        bad.stderr
+            .contains("expected one of: running, success, failed"),
+        "{}",
+        bad.stderr
+    );
+    let bad = sandbox
+        .cli(&["runs", "list", "--since", "yesterday"])
+        .failure();
+    assert!(bad.stderr.contains("--since"), "{}", bad.stderr);
+
+    let table = sandbox.cli(&["runs", "list"]).success().stdout;
+    assert!(
+        table.contains("STATUS") && table.contains("failed") && table.contains("success"),
+        "{table}"
+    );
+    assert!(
+        !table.contains('\u{1b}'),
+        "no colour codes when not a terminal"
+    );
+
+    let shown = sandbox
+        .cli(&["runs", "show", "3", "--json"])
+        .success()
+        .json();
+    assert_eq!(shown["target"], "Missing-C");
+    assert_eq!(shown["status"], "failed");
+    let human = sandbox.cli(&["runs", "show", "3"]).success().stdout;
+    assert!(
+        human.contains("error_message") && human.contains("does not exist"),
+        "{human}"
+    );
+    let missing = sandbox.cli(&["runs", "show", "99"]).failure();
+    assert!(
+        missing.stderr.contains("no backup run with id 99"),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[test]
+fn cleanup_dry_run_changes_nothing_and_the_real_run_deletes_only_old_rows() {
+    let sandbox = sandbox_with_runs();
+    sh(&format!(
+        "sqlite3 '{}' \"UPDATE backup_runs SET started_at = '2020-01-01T00:00:00+00:00' WHERE id = 1\"",
+        sandbox.path().join("history.db").display()
+    ));
+    let dry = sandbox
+        .cli(&["runs", "cleanup", "--dry-run"])
+        .success()
+        .stdout;
+    assert!(dry.contains("[DRY RUN] would delete run 1 "), "{dry}");
+    assert!(dry.contains("[DRY RUN] 1 run(s) started before"), "{dry}");
+    assert_eq!(sandbox.runs().len(), 3, "dry run deletes nothing");
+
+    let real = sandbox.cli(&["runs", "cleanup"]).success().stdout;
+    assert!(
+        real.contains("1 run(s) started before") && real.contains("(90 days) deleted"),
+        "{real}"
+    );
+    let left: Vec<i64> = sandbox
+        .runs()
+        .iter()
+        .map(|r| r["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(left, [3, 2]);
+
+    let none = sandbox
+        .cli(&["runs", "cleanup", "--older-than-days", "1"])
+        .success()
+        .stdout;
+    assert!(none.contains("0 run(s)"), "{none}");
+    sandbox
+        .cli(&["runs", "cleanup", "--older-than-days", "0"])
+        .failure();
+}

@@ -1,0 +1,162 @@
+//! Storage: a real S3-protocol server, unwritable storage, retention, listing.
+
+use std::{fs, path::Path};
+
+use crate::support::*;
+
+fn sample_db() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/sample.sqlite3")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn s3_storage_receives_complete_artifacts_and_lists_them() {
+    let s3 = s3();
+    let bucket = s3.bucket();
+    let sandbox = Sandbox::new();
+    sandbox.raw_config(&format!(
+        "[history]\nurl = \"sqlite://history.db\"\n[storage]\nurl = \"s3://{bucket}/nightly/app\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\naccess_key_id = \"{S3_ACCESS_KEY}\"\n[database_backup]\ndatabases = [\"sqlite://{}\"]",
+        s3.endpoint,
+        sample_db()
+    ));
+    // The secret comes from the environment, as an operator would pass it.
+    let out = sandbox
+        .command(&["backup", "database", "--json"])
+        .env("BACKUP__STORAGE__SECRET_ACCESS_KEY", S3_SECRET_KEY)
+        .output()
+        .expect("run");
+    let out = Run::from(out).success();
+    assert_no_secret(&out.all(), S3_SECRET_KEY);
+    let runs = out.json();
+    let run = only(runs.as_array().expect("array"));
+    let key = run["artifact"].as_str().expect("key");
+    let object = s3.root.join(&bucket).join("nightly/app").join(key);
+    assert!(object.is_file(), "{} missing", object.display());
+    assert_eq!(sha256_file(&object), run["sha256"].as_str().expect("sha"));
+    assert!(Path::new(&format!("{}.manifest.json", object.display())).is_file());
+    let restored = sandbox.path().join("r.sqlite3");
+    sh(&format!(
+        "zstd -dc '{}' > '{}'",
+        object.display(),
+        restored.display()
+    ));
+    assert_eq!(
+        sh(&format!(
+            "sqlite3 '{}' 'SELECT name FROM customers WHERE id = 3'",
+            restored.display()
+        ))
+        .trim(),
+        "李雷"
+    );
+
+    let listed = sandbox
+        .command(&["artifacts", "list", "--json"])
+        .env("BACKUP__STORAGE__SECRET_ACCESS_KEY", S3_SECRET_KEY)
+        .output()
+        .expect("run");
+    let listed = Run::from(listed).success().json();
+    let manifest = only(listed.as_array().expect("array"));
+    assert_eq!(manifest["artifact"], key);
+    assert_eq!(manifest["sha256"], run["sha256"]);
+
+    // A wrong secret is refused by the server: a failed run, and the secret stays out of sight.
+    let wrong = "definitely-not-the-secret";
+    let out = sandbox
+        .command(&["backup", "database"])
+        .env("BACKUP__STORAGE__SECRET_ACCESS_KEY", wrong)
+        .output()
+        .expect("run");
+    let out = Run::from(out).failure();
+    assert_no_secret(&out.all(), wrong);
+    let runs = sandbox.runs();
+    assert_eq!(runs[0]["status"], "failed");
+    assert!(
+        runs[0]["error_message"]
+            .as_str()
+            .expect("msg")
+            .contains("storage write"),
+        "{}",
+        runs[0]
+    );
+    assert_no_secret(&runs[0].to_string(), wrong);
+}
+
+#[test]
+fn unwritable_storage_fails_the_run_and_records_why() {
+    let sandbox = Sandbox::new();
+    fs::write(sandbox.path().join("not-a-dir"), "x").expect("write");
+    sandbox.raw_config(&format!(
+        "[history]\nurl = \"sqlite://history.db\"\n[storage]\nurl = \"file://not-a-dir/backups\"\n[database_backup]\ndatabases = [\"sqlite://{}\"]",
+        sample_db()
+    ));
+    let out = sandbox.cli(&["backup", "database"]).failure();
+    let runs = sandbox.runs();
+    let run = only(&runs);
+    assert_eq!(run["status"], "failed");
+    let msg = run["error_message"].as_str().expect("msg");
+    assert!(
+        msg.contains("storage") && msg.contains("not-a-dir"),
+        "{msg}"
+    );
+    assert!(out.stderr.contains(msg), "{}", out.stderr);
+}
+
+#[test]
+fn retention_keeps_the_newest_artifacts_and_never_runs_after_a_failure() {
+    let sandbox = Sandbox::new();
+    let db = sandbox.path().join("app.sqlite3");
+    fs::copy(sample_db(), &db).expect("copy");
+    sandbox.config("[database_backup]\ndatabases = [\"sqlite://app.sqlite3\"]");
+    // Sandbox::config writes [storage] itself; keep comes from the environment.
+    let backup = || {
+        Run::from(
+            sandbox
+                .command(&["backup", "database"])
+                .env("BACKUP__STORAGE__KEEP", "2")
+                .output()
+                .expect("run"),
+        )
+    };
+    for _ in 0..3 {
+        backup().success();
+    }
+    let runs = sandbox.runs();
+    let ids: Vec<i64> = runs.iter().map(|r| r["id"].as_i64().expect("id")).collect();
+    assert_eq!(ids, [3, 2, 1]);
+    let listed = sandbox
+        .cli(&["artifacts", "list", "--json"])
+        .success()
+        .json();
+    let kept: Vec<i64> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|m| m["run_id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(kept, [3, 2], "the two newest remain");
+    assert!(
+        !sandbox
+            .storage()
+            .join(runs[2]["artifact"].as_str().expect("key"))
+            .exists()
+    );
+
+    fs::remove_file(&db).expect("rm");
+    backup().failure();
+    let listed = sandbox
+        .cli(&["artifacts", "list", "--json"])
+        .success()
+        .json();
+    assert_eq!(
+        listed.as_array().expect("array").len(),
+        2,
+        "a failed run deletes nothing"
+    );
+    let table = sandbox.cli(&["artifacts", "list"]).success().stdout;
+    assert!(
+        table.contains("app") && table.contains(runs[0]["sha256"].as_str().expect("sha")),
+        "{table}"
+    );
+}
