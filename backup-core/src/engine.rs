@@ -7,11 +7,14 @@ pub mod postgres;
 pub mod process;
 pub mod sqlite;
 
-use std::{io, path::PathBuf};
+use std::{future::Future, io, path::PathBuf, time::Duration};
+
+use secrecy::ExposeSecret;
 
 use crate::{
-    config::{DatabaseSource, DatabaseTarget, ToolSettings},
+    config::{DatabaseSource, DatabaseTarget, ServerDatabase, ToolSettings},
     pipeline::Producer,
+    redact,
 };
 
 /// Source failures. Each message is one line: what failed, why, what to do.
@@ -134,6 +137,59 @@ pub async fn prepare_database(
         DatabaseSource::Postgres(db) => postgres::prepare(db, tools).await,
         DatabaseSource::Mysql(db) => mysql::prepare(db, tools).await,
         DatabaseSource::Sqlite { path } => sqlite::prepare(path).await,
+    }
+}
+
+/// Reaching a database server before dumping it, so that a bad password, a
+/// missing database or a dead host fails at once with the driver's reason.
+pub(crate) struct Preflight<'a> {
+    /// Engine name for messages.
+    pub engine: &'static str,
+    /// The database.
+    pub db: &'a ServerDatabase,
+    /// The engine's default port, for messages.
+    pub default_port: u16,
+    /// The driver error as one line, and whether retrying cannot help.
+    pub describe: fn(&sqlx::Error) -> (String, bool),
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl Preflight<'_> {
+    /// Awaits `connecting`, giving up after a timeout.
+    pub(crate) async fn connect<C>(
+        &self,
+        connecting: impl Future<Output = Result<C, sqlx::Error>>,
+    ) -> Result<C, EngineError> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Err(_) => Err(self.error(
+                format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+                false,
+            )),
+            Ok(result) => result.map_err(|e| self.failed(&e)),
+        }
+    }
+
+    /// A driver error as an [`EngineError::Connect`], password masked.
+    pub(crate) fn failed(&self, e: &sqlx::Error) -> EngineError {
+        let (cause, permanent) = (self.describe)(e);
+        self.error(cause, permanent)
+    }
+
+    fn error(&self, cause: String, permanent: bool) -> EngineError {
+        let secret = self
+            .db
+            .password
+            .as_ref()
+            .map(|p| p.expose_secret())
+            .unwrap_or_default();
+        EngineError::Connect {
+            engine: self.engine,
+            database: self.db.database.clone(),
+            address: self.db.address(self.default_port),
+            cause: redact::text(&cause, &[secret]),
+            permanent,
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! MySQL and MariaDB: `mariadb-dump`/`mysqldump` SQL text in one consistent
 //! transaction, credentials in a private defaults file.
 
-use std::{io::Write as _, path::PathBuf, process::Command, time::Duration};
+use std::{io::Write as _, path::PathBuf, process::Command};
 
 use secrecy::ExposeSecret;
 use sqlx::{
@@ -9,14 +9,10 @@ use sqlx::{
     mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError},
 };
 
-use super::{EngineError, Source, SourceStats, process, tool_version};
-use crate::{
-    config::{ServerDatabase, ToolSettings},
-    redact,
-};
+use super::{EngineError, Preflight, Source, SourceStats, process, tool_version};
+use crate::config::{ServerDatabase, ToolSettings};
 
 const DEFAULT_PORT: u16 = 3306;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 const HINT: &str = "install mariadb-client (or mysql-client) or set tools.mariadb_dump";
 /// Access denied (to the server or the database), unknown database.
 const PERMANENT_ERRORS: &[u16] = &[1044, 1045, 1049, 1698];
@@ -158,41 +154,20 @@ async fn server_version(db: &ServerDatabase) -> Result<String, EngineError> {
     if let Some(socket) = db.params.get("socket") {
         options = options.socket(socket);
     }
-    let secret = db
-        .password
-        .as_ref()
-        .map(|p| p.expose_secret().to_string())
-        .unwrap_or_default();
-    let connect_err = |cause: String, permanent: bool| EngineError::Connect {
+    let preflight = Preflight {
         engine: "MySQL",
-        database: db.database.clone(),
-        address: db.address(DEFAULT_PORT),
-        cause: redact::text(&cause, &[&secret]),
-        permanent,
+        db,
+        default_port: DEFAULT_PORT,
+        describe,
     };
-    let mut conn = match tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        MySqlConnection::connect_with(&options),
-    )
-    .await
-    {
-        Err(_) => {
-            return Err(connect_err(
-                format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
-                false,
-            ));
-        }
-        Ok(Err(e)) => {
-            let (cause, permanent) = describe(&e);
-            return Err(connect_err(cause, permanent));
-        }
-        Ok(Ok(conn)) => conn,
-    };
+    let mut conn = preflight
+        .connect(MySqlConnection::connect_with(&options))
+        .await?;
     let version: Result<String, _> = sqlx::query_scalar("SELECT VERSION()")
         .fetch_one(&mut conn)
         .await;
     let _ = conn.close().await;
-    version.map_err(|e| connect_err(describe(&e).0, false))
+    version.map_err(|e| preflight.failed(&e))
 }
 
 fn describe(e: &sqlx::Error) -> (String, bool) {

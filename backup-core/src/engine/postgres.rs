@@ -1,6 +1,6 @@
 //! PostgreSQL: `pg_dump` custom-format archives, credentials via environment.
 
-use std::{path::PathBuf, process::Command, time::Duration};
+use std::{path::PathBuf, process::Command};
 
 use secrecy::ExposeSecret;
 use sqlx::{
@@ -8,11 +8,10 @@ use sqlx::{
     postgres::{PgConnectOptions, PgConnection, PgSslMode},
 };
 
-use super::{EngineError, Source, SourceStats, process, tool_version, version_number};
+use super::{EngineError, Preflight, Source, SourceStats, process, tool_version, version_number};
 use crate::config::{ServerDatabase, ToolSettings};
 
 const DEFAULT_PORT: u16 = 5432;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// SQLSTATEs after which retrying is pointless: bad password or role,
 /// no such database, no permission to connect.
@@ -148,39 +147,22 @@ fn connect_options(db: &ServerDatabase) -> Result<PgConnectOptions, EngineError>
 /// with these credentials.
 async fn server_version(db: &ServerDatabase) -> Result<(String, u32), EngineError> {
     let options = connect_options(db)?;
-    let secret = db
-        .password
-        .as_ref()
-        .map(|p| p.expose_secret().to_string())
-        .unwrap_or_default();
-    let connect_err = |cause: String, permanent: bool| EngineError::Connect {
+    let preflight = Preflight {
         engine: "PostgreSQL",
-        database: db.database.clone(),
-        address: db.address(DEFAULT_PORT),
-        cause: crate::redact::text(&cause, &[&secret]),
-        permanent,
+        db,
+        default_port: DEFAULT_PORT,
+        describe: describe_sqlx,
     };
-    let mut conn =
-        match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
-            Err(_) => {
-                return Err(connect_err(
-                    format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
-                    false,
-                ));
-            }
-            Ok(Err(e)) => {
-                let (cause, permanent) = describe_sqlx(&e);
-                return Err(connect_err(cause, permanent));
-            }
-            Ok(Ok(conn)) => conn,
-        };
+    let mut conn = preflight
+        .connect(PgConnection::connect_with(&options))
+        .await?;
     let row: Result<(String, String), _> = sqlx::query_as(
         "SELECT current_setting('server_version'), current_setting('server_version_num')",
     )
     .fetch_one(&mut conn)
     .await;
     let _ = conn.close().await;
-    let (version, num) = row.map_err(|e| connect_err(describe_sqlx(&e).0, false))?;
+    let (version, num) = row.map_err(|e| preflight.failed(&e))?;
     let major = num
         .parse::<u32>()
         .map_or(0, |n| if n >= 100_000 { n / 10_000 } else { n / 100 });
