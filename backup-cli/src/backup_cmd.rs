@@ -41,57 +41,36 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
         Kind::Media => vec![BackupType::Media],
         Kind::All => vec![BackupType::Database, BackupType::Media],
     };
-    // Resolve every target before starting, so a typo changes nothing.
-    let mut selected = Vec::new();
-    for t in &types {
-        let configured = match t {
-            BackupType::Database => !settings.database_backup.databases.is_empty(),
-            BackupType::Media => !settings.media_backup.paths.is_empty(),
-        };
-        if matches!(args.kind, Kind::All) && !configured && args.target.is_none() {
-            continue;
-        }
-        selected.push((
-            *t,
-            backup::targets(&settings, *t, args.target.as_deref())?.len(),
-        ));
-    }
-    if selected.is_empty() {
-        anyhow::bail!(
-            "nothing to back up: database_backup.databases and media_backup.paths are empty"
-        );
-    }
-
+    // Resolve the targets before opening anything, so a typo changes nothing.
+    backup::select(&settings, &types, args.target.as_deref())?;
     let ctx = Context::open(settings).await?;
     let mut runs = Vec::new();
     let mut failed = 0;
-    for (backup_type, _) in &selected {
-        for target in backup::targets(&ctx.settings, *backup_type, args.target.as_deref())? {
-            let progress = Progress::default();
-            let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
-                spinner(
-                    &format!("{backup_type} {}", target.name()),
-                    progress.clone(),
-                )
-            });
-            let report = backup::run(&ctx, target, &Request::manual(), progress).await;
-            if let Some((bar, ticker)) = bar {
-                ticker.abort();
-                bar.finish_and_clear();
-            }
-            let report = report?;
-            if report.run.status != RunStatus::Success {
-                failed += 1;
-                eprintln!(
-                    "error: {} backup of {:?} failed: {}",
-                    report.run.backup_type, report.run.target, report.run.error_message
-                );
-            }
-            if !args.json {
-                print_report(&report);
-            }
-            runs.push(report.run);
+    for target in backup::select(&ctx.settings, &types, args.target.as_deref())? {
+        let progress = Progress::default();
+        let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
+            spinner(
+                &format!("{} {}", target.backup_type(), target.name()),
+                progress.clone(),
+            )
+        });
+        let report = backup::run(&ctx, target, &Request::manual(), progress).await;
+        if let Some((bar, ticker)) = bar {
+            ticker.abort();
+            bar.finish_and_clear();
         }
+        let report = report?;
+        if report.run.status != RunStatus::Success {
+            failed += 1;
+            eprintln!(
+                "error: {} backup of {:?} failed: {}",
+                report.run.backup_type, report.run.target, report.run.error_message
+            );
+        }
+        if !args.json {
+            print_report(&report);
+        }
+        runs.push(report.run);
     }
     if args.json {
         output::json(&runs)?;

@@ -82,67 +82,58 @@ impl Target<'_> {
     }
 }
 
-/// The configured targets of a type, or the one named.
+/// The configured targets of the given types, in that order, or only those
+/// named `name`.
 ///
 /// # Errors
 ///
-/// [`Error::Config`] when none is configured or the named one is unknown.
-pub fn targets<'a>(
+/// [`Error::Config`] when nothing is configured for those types, or no
+/// target has that name.
+pub fn select<'a>(
     settings: &'a Settings,
-    backup_type: BackupType,
+    types: &[BackupType],
     name: Option<&str>,
 ) -> Result<Vec<Target<'a>>, Error> {
-    let all: Vec<Target<'a>> = match backup_type {
-        BackupType::Database => settings
-            .database_backup
-            .databases
-            .iter()
-            .map(Target::Database)
-            .collect(),
-        BackupType::Media => settings
-            .media_backup
-            .paths
-            .iter()
-            .map(Target::Media)
-            .collect(),
-    };
-    let key = match backup_type {
-        BackupType::Database => "database_backup.databases",
-        BackupType::Media => "media_backup.paths",
-    };
+    let mut all = Vec::new();
+    for backup_type in types {
+        match backup_type {
+            BackupType::Database => all.extend(
+                settings
+                    .database_backup
+                    .databases
+                    .iter()
+                    .map(Target::Database),
+            ),
+            BackupType::Media => all.extend(settings.media_backup.paths.iter().map(Target::Media)),
+        }
+    }
+    let invalid = |msg: String| Err(crate::config::ConfigError::Invalid(msg).into());
     if all.is_empty() {
-        return Err(crate::config::ConfigError::Invalid(format!(
-            "no {backup_type} targets are configured; add some to {key}"
-        ))
-        .into());
+        let keys: Vec<&str> = types
+            .iter()
+            .map(|t| match t {
+                BackupType::Database => "database_backup.databases",
+                BackupType::Media => "media_backup.paths",
+            })
+            .collect();
+        return invalid(format!(
+            "no targets are configured; add some to {}",
+            keys.join(" or ")
+        ));
     }
-    match name {
-        None => Ok(all),
-        Some(name) => match all.into_iter().find(|t| t.name() == name) {
-            Some(t) => Ok(vec![t]),
-            None => {
-                let known: Vec<&str> = match backup_type {
-                    BackupType::Database => settings
-                        .database_backup
-                        .databases
-                        .iter()
-                        .map(|d| d.name.as_str())
-                        .collect(),
-                    BackupType::Media => settings
-                        .media_backup
-                        .paths
-                        .iter()
-                        .map(|m| m.name.as_str())
-                        .collect(),
-                };
-                Err(crate::config::ConfigError::Invalid(format!(
-                    "no {backup_type} target named {name:?}; configured: {}",
-                    known.join(", ")
-                ))
-                .into())
-            }
-        },
+    let Some(name) = name else { return Ok(all) };
+    let known: Vec<String> = all
+        .iter()
+        .map(|t| format!("{} {}", t.backup_type(), t.name()))
+        .collect();
+    let chosen: Vec<Target<'a>> = all.into_iter().filter(|t| t.name() == name).collect();
+    if chosen.is_empty() {
+        return invalid(format!(
+            "no target named {name:?}; configured: {}",
+            known.join(", ")
+        ));
     }
+    Ok(chosen)
 }
 
 /// Why and how a run is started.
@@ -223,7 +214,7 @@ pub async fn run(
             Ok((manifest, mut warnings)) => {
                 let run = ctx
                     .history
-                    .finish(started.id, Utc::now(), &Outcome::Success {
+                    .finish(&started, Utc::now(), &Outcome::Success {
                         artifact: manifest.artifact.clone(),
                         size_bytes: manifest.size_bytes,
                         sha256: manifest.sha256.clone(),
@@ -243,7 +234,7 @@ pub async fn run(
             Err(e) => {
                 let message = one_line(&e.to_string());
                 tracing::error!(error = %message, "backup failed");
-                let run = ctx.history.finish(started.id, Utc::now(), &Outcome::Failed { error: message }).await?;
+                let run = ctx.history.finish(&started, Utc::now(), &Outcome::Failed { error: message }).await?;
                 Ok(Report { run, manifest: None, warnings: Vec::new(), pruned: Vec::new(), error: Some(e) })
             }
         }

@@ -269,7 +269,7 @@ impl TryFrom<String> for EmailAddress {
     type Error = String;
 
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        let ok = matches!(value.split_once('@'), Some((l, d)) if !l.is_empty() && d.contains('.') || d == "localhost")
+        let ok = matches!(value.split_once('@'), Some((l, d)) if !l.is_empty() && (d.contains('.') || d == "localhost"))
             && !value.chars().any(char::is_whitespace);
         if ok {
             Ok(Self(value))
@@ -957,6 +957,8 @@ mod tests {
         assert!(!s.media_backup.enabled);
         assert_eq!(s.media_backup.schedule.as_str(), "0 3 * * 0");
         assert_eq!(s.storage.keep, 10);
+        let s = parse("admins = [\"root@localhost\", \"ops@example.com\"]").unwrap();
+        assert_eq!(s.admins.len(), 2);
     }
 
     #[test]
@@ -1059,6 +1061,7 @@ mod tests {
                 "compression.level",
             ),
             ("admins = [\"not-an-address\"]", "not-an-address"),
+            ("admins = [\"@localhost\"]", "@localhost"),
         ];
         for (text, needle) in cases {
             let err = parse(text).unwrap_err().to_string();

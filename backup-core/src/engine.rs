@@ -193,6 +193,19 @@ impl Preflight<'_> {
     }
 }
 
+/// A driver error as one line, for errors no engine classifies: transient.
+pub(crate) fn describe_driver_error(e: &sqlx::Error) -> (String, bool) {
+    match e {
+        sqlx::Error::Database(db) => (db.message().to_string(), false),
+        sqlx::Error::Io(io) => (
+            format!("{io}; check the host and port and that the server is running"),
+            false,
+        ),
+        sqlx::Error::Tls(tls) => (format!("TLS failed: {tls}"), false),
+        other => (other.to_string(), false),
+    }
+}
+
 /// Runs `tool --version` and returns its first line.
 ///
 /// # Errors

@@ -236,16 +236,22 @@ pub fn truncate(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(t)
 }
 
-/// `SELECT <every column> FROM backup_runs` followed by the given clause, as
-/// one literal (sqlx only takes static SQL without an audit wrapper).
+/// Every column of `backup_runs`, as one literal (sqlx only takes static
+/// SQL without an audit wrapper).
+macro_rules! run_columns {
+    () => {
+        concat!(
+            "id, backup_type, target, status, \"trigger\", scheduled_for, task_id, attempt, ",
+            "worker, started_at, completed_at, duration_seconds, error_message, artifact, ",
+            "size_bytes, sha256"
+        )
+    };
+}
+
+/// `SELECT <every column> FROM backup_runs` followed by the given clause.
 macro_rules! select_run {
     ($rest:literal) => {
-        concat!(
-            "SELECT id, backup_type, target, status, \"trigger\", scheduled_for, task_id, attempt, ",
-            "worker, started_at, completed_at, duration_seconds, error_message, artifact, size_bytes, ",
-            "sha256 FROM backup_runs ",
-            $rest
-        )
+        concat!("SELECT ", run_columns!(), " FROM backup_runs ", $rest)
     };
 }
 
@@ -335,16 +341,19 @@ impl History {
         Ok(migrator.iter().count().saturating_sub(before as usize))
     }
 
-    /// Records a run as `running` and returns it with its id.
+    /// Records a run as `running` and returns it as stored, with its id.
     ///
     /// # Errors
     ///
     /// When the insert fails.
     pub async fn start(&self, run: &NewRun) -> Result<BackupRun, HistoryError> {
-        let sql = "INSERT INTO backup_runs (backup_type, target, status, \"trigger\", scheduled_for, \
-                   task_id, attempt, worker, started_at, error_message) \
-                   VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, '') RETURNING id";
-        let id: i64 = on_pool!(self, pool => sqlx::query_scalar(sql)
+        let sql = concat!(
+            "INSERT INTO backup_runs (backup_type, target, status, \"trigger\", scheduled_for, ",
+            "task_id, attempt, worker, started_at, error_message) ",
+            "VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, '') RETURNING ",
+            run_columns!()
+        );
+        on_pool!(self, pool => sqlx::query_as(sql)
             .bind(run.backup_type.as_str())
             .bind(&run.target)
             .bind(run.trigger.as_str())
@@ -358,22 +367,21 @@ impl History {
         .map_err(|source| HistoryError::Query {
             what: "recording a run start",
             source,
-        })?;
-        self.get(id).await
+        })
     }
 
-    /// Finishes a run as `success` or `failed`.
+    /// Finishes a started run as `success` or `failed` and returns it as
+    /// stored.
     ///
     /// # Errors
     ///
-    /// When the update fails or the run does not exist.
+    /// When the update fails or the run no longer exists.
     pub async fn finish(
         &self,
-        id: i64,
+        run: &BackupRun,
         completed_at: DateTime<Utc>,
         outcome: &Outcome,
     ) -> Result<BackupRun, HistoryError> {
-        let run = self.get(id).await?;
         let completed_at = truncate(completed_at);
         let duration = (completed_at - run.started_at)
             .num_microseconds()
@@ -393,9 +401,12 @@ impl History {
             ),
             Outcome::Failed { error } => (RunStatus::Failed, error.as_str(), None, None, None),
         };
-        let sql = "UPDATE backup_runs SET status = $1, completed_at = $2, duration_seconds = $3, \
-                   error_message = $4, artifact = $5, size_bytes = $6, sha256 = $7 WHERE id = $8";
-        on_pool!(self, pool => sqlx::query(sql)
+        let sql = concat!(
+            "UPDATE backup_runs SET status = $1, completed_at = $2, duration_seconds = $3, ",
+            "error_message = $4, artifact = $5, size_bytes = $6, sha256 = $7 WHERE id = $8 RETURNING ",
+            run_columns!()
+        );
+        let finished: Option<BackupRun> = on_pool!(self, pool => sqlx::query_as(sql)
             .bind(status.as_str())
             .bind(completed_at)
             .bind(duration)
@@ -403,15 +414,14 @@ impl History {
             .bind(artifact)
             .bind(size)
             .bind(sha)
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|_| ()))
+            .bind(run.id)
+            .fetch_optional(pool)
+            .await)
         .map_err(|source| HistoryError::Query {
             what: "recording a run end",
             source,
         })?;
-        self.get(id).await
+        finished.ok_or(HistoryError::NotFound(run.id))
     }
 
     /// One run by id.

@@ -79,6 +79,16 @@ fn describe(e: &opendal::Error) -> String {
     )
 }
 
+/// Maps an OpenDAL error of operation `op` on `key`.
+fn op_err(op: &'static str, key: impl Into<String>) -> impl FnOnce(opendal::Error) -> StorageError {
+    let key = key.into();
+    move |source| StorageError::Op {
+        op,
+        key,
+        source: Box::new(source),
+    }
+}
+
 impl StorageError {
     /// Whether retrying cannot help (permissions, configuration).
     pub fn is_permanent(&self) -> bool {
@@ -149,11 +159,7 @@ impl Storage {
             .chunk(UPLOAD_CHUNK)
             .concurrent(2)
             .await
-            .map_err(|source| StorageError::Op {
-                op: "write",
-                key: key.into(),
-                source: Box::new(source),
-            })?;
+            .map_err(op_err("write", key))?;
         Ok(ArtifactWriter {
             inner,
             key: key.to_string(),
@@ -176,11 +182,7 @@ impl Storage {
             .await?
             .write(&key, body)
             .await
-            .map_err(|source| StorageError::Op {
-                op: "write",
-                key: key.clone(),
-                source: Box::new(source),
-            })?;
+            .map_err(op_err("write", key.clone()))?;
         if let Some(path) = self.local_path(&key) {
             restrict(&path, &key)?;
         }
@@ -213,13 +215,7 @@ impl Storage {
             let entries = match self.op().await?.list_with(&prefix).recursive(true).await {
                 Ok(entries) => entries,
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(source) => {
-                    return Err(StorageError::Op {
-                        op: "list",
-                        key: prefix,
-                        source: Box::new(source),
-                    });
-                }
+                Err(e) => return Err(op_err("list", prefix)(e)),
             };
             for entry in entries
                 .iter()
@@ -231,11 +227,7 @@ impl Storage {
                     .await?
                     .read(key)
                     .await
-                    .map_err(|source| StorageError::Op {
-                        op: "read",
-                        key: key.into(),
-                        source: Box::new(source),
-                    })?;
+                    .map_err(op_err("read", key))?;
                 let manifest: Manifest = serde_json::from_slice(&body.to_vec()).map_err(|e| {
                     StorageError::BadManifest {
                         key: key.into(),
@@ -264,11 +256,7 @@ impl Storage {
                 .await?
                 .delete(&key)
                 .await
-                .map_err(|source| StorageError::Op {
-                    op: "delete",
-                    key,
-                    source: Box::new(source),
-                })?;
+                .map_err(op_err("delete", key))?;
         }
         Ok(())
     }
@@ -283,11 +271,7 @@ impl Storage {
             .await?
             .delete(key)
             .await
-            .map_err(|source| StorageError::Op {
-                op: "delete",
-                key: key.into(),
-                source: Box::new(source),
-            })
+            .map_err(op_err("delete", key))
     }
 }
 
@@ -350,11 +334,7 @@ fn build(settings: &StorageSettings) -> Result<Operator, StorageError> {
 
 fn restrict(path: &Path, key: &str) -> Result<(), StorageError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
-        StorageError::Op {
-            op: "chmod",
-            key: key.into(),
-            source: Box::new(opendal::Error::new(ErrorKind::Unexpected, e.to_string())),
-        }
+        op_err("chmod", key)(opendal::Error::new(ErrorKind::Unexpected, e.to_string()))
     })
 }
 
@@ -375,11 +355,7 @@ impl ArtifactWriter {
         self.inner
             .write(chunk)
             .await
-            .map_err(|source| StorageError::Op {
-                op: "write",
-                key: self.key.clone(),
-                source: Box::new(source),
-            })
+            .map_err(op_err("write", self.key.clone()))
     }
 
     /// Completes the artifact, making it visible, private to its owner on
@@ -392,11 +368,7 @@ impl ArtifactWriter {
         self.inner
             .close()
             .await
-            .map_err(|source| StorageError::Op {
-                op: "write",
-                key: self.key.clone(),
-                source: Box::new(source),
-            })?;
+            .map_err(op_err("write", self.key.clone()))?;
         if let Some(path) = &self.local {
             restrict(path, &self.key)?;
         }

@@ -179,7 +179,7 @@ fn describe(e: &sqlx::Error) -> (String, bool) {
             PERMANENT_ERRORS.contains(&mysql.number()),
         );
     }
-    super::postgres::describe_sqlx(e)
+    super::describe_driver_error(e)
 }
 
 #[cfg(test)]

@@ -151,7 +151,7 @@ async fn server_version(db: &ServerDatabase) -> Result<(String, u32), EngineErro
         engine: "PostgreSQL",
         db,
         default_port: DEFAULT_PORT,
-        describe: describe_sqlx,
+        describe,
     };
     let mut conn = preflight
         .connect(PgConnection::connect_with(&options))
@@ -174,19 +174,16 @@ async fn server_version(db: &ServerDatabase) -> Result<(String, u32), EngineErro
     Ok((version, major))
 }
 
-/// A driver error as one line, and whether it is permanent.
-pub(crate) fn describe_sqlx(e: &sqlx::Error) -> (String, bool) {
+/// A driver error as one line; permanent for the SQLSTATEs above.
+fn describe(e: &sqlx::Error) -> (String, bool) {
     match e {
         sqlx::Error::Database(db) => {
-            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
-            let permanent = PERMANENT_STATES.contains(&code.as_str());
-            (db.message().to_string(), permanent)
+            let code = db.code().unwrap_or_default();
+            (
+                db.message().to_string(),
+                PERMANENT_STATES.contains(&code.as_ref()),
+            )
         }
-        sqlx::Error::Io(io) => (
-            format!("{io}; check the host and port and that the server is running"),
-            false,
-        ),
-        sqlx::Error::Tls(tls) => (format!("TLS failed: {tls}"), false),
-        other => (other.to_string(), false),
+        other => super::describe_driver_error(other),
     }
 }
