@@ -129,3 +129,35 @@ fn cleanup_dry_run_changes_nothing_and_the_real_run_deletes_only_old_rows() {
         .cli(&["runs", "cleanup", "--older-than-days", "0"])
         .failure();
 }
+
+#[test]
+fn a_terminal_gets_coloured_badges_and_a_progress_line_unless_no_color() {
+    let sandbox = sandbox_with_runs();
+    let coloured = sandbox
+        .cli_on_tty(&["runs", "list"], false)
+        .success()
+        .stdout;
+    assert!(
+        coloured.contains("\u{1b}[38;5;10m success"),
+        "green success badge:\n{coloured:?}"
+    );
+    assert!(
+        coloured.contains("\u{1b}[38;5;9m failed"),
+        "red failed badge:\n{coloured:?}"
+    );
+    let plain = sandbox.cli_on_tty(&["runs", "list"], true).success().stdout;
+    assert!(
+        plain.contains("failed") && !plain.contains('\u{1b}'),
+        "NO_COLOR:\n{plain:?}"
+    );
+
+    let backup = sandbox
+        .cli_on_tty(&["backup", "database", "--target", "a"], false)
+        .success()
+        .stdout;
+    assert!(
+        backup.contains("database a: ") && backup.contains(" read ("),
+        "progress line:\n{backup:?}"
+    );
+    assert!(backup.contains("database a: success"), "{backup:?}");
+}

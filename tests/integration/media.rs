@@ -127,3 +127,47 @@ fn missing_or_non_directory_media_paths_fail_the_run_clearly() {
     assert!(runs.iter().all(|r| r["status"] == "failed"));
     assert!(sandbox.stored_files().is_empty());
 }
+
+#[test]
+fn backup_all_runs_both_types_and_target_picks_from_either() {
+    let sandbox = Sandbox::new();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sample.sqlite3");
+    fs::create_dir(sandbox.path().join("uploads")).expect("dir");
+    fs::write(sandbox.path().join("uploads/x.txt"), "x").expect("write");
+    sandbox.config(&format!(
+        "[database_backup]\ndatabases = [\"sqlite://{}\"]\n[media_backup]\npaths = [\"uploads\"]",
+        sample.display()
+    ));
+
+    let out = sandbox
+        .cli(&["backup", "all", "--target", "nope"])
+        .failure();
+    assert!(
+        out.stderr
+            .contains("no target named \"nope\"; configured: database sample, media uploads"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !sandbox.path().join("history.db").exists(),
+        "a typo creates nothing"
+    );
+
+    let out = sandbox
+        .cli(&["backup", "all", "--target", "uploads", "--json"])
+        .success();
+    let runs = out.json();
+    assert_eq!(
+        only(runs.as_array().expect("array"))["backup_type"],
+        "media"
+    );
+
+    let runs = sandbox.cli(&["backup", "all", "--json"]).success().json();
+    let kinds: Vec<&str> = runs
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|r| r["backup_type"].as_str())
+        .collect();
+    assert_eq!(kinds, ["database", "media"]);
+}

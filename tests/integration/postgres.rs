@@ -101,10 +101,10 @@ fn backup_restores_identical_data_and_records_a_complete_run() {
         run["size_bytes"].as_u64().expect("size")
     );
 
-    let manifest: Value = serde_json::from_slice(
-        &fs::read(format!("{}.manifest.json", artifact.display())).expect("manifest"),
-    )
-    .expect("manifest JSON");
+    let manifest_path = std::path::PathBuf::from(format!("{}.manifest.json", artifact.display()));
+    assert_eq!(mode(&manifest_path), 0o600, "manifests are private");
+    let manifest: Value = serde_json::from_slice(&fs::read(&manifest_path).expect("manifest"))
+        .expect("manifest JSON");
     assert_eq!(manifest["engine"], "postgresql");
     assert_eq!(manifest["compression"], "zstd");
     assert_eq!(manifest["sha256"], run["sha256"]);

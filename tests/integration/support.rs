@@ -19,21 +19,49 @@ use sha2::{Digest, Sha256};
 pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432";
 pub const MYSQL_HOST: &str = "127.0.0.1";
 
-/// The `backup-cli` binary of this build.
+/// The `backup-cli` binary of this build, built from the current sources.
+///
+/// `cargo test` does not rebuild another package's binary, so a test run
+/// after an edit would drive a stale one; build it once per test process
+/// (a no-op when it is up to date; cargo has released its lock by the time
+/// tests run).
 pub fn cli_path() -> PathBuf {
-    // target/debug/deps/integration-HASH -> target/debug/backup-cli
-    let exe = std::env::current_exe().expect("test binary path");
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("backup-cli");
-    assert!(
-        path.is_file(),
-        "{} is missing: build it first with `cargo build --workspace` (the README's test command does)",
-        path.display()
-    );
-    path
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let mut cargo = Command::new(env!("CARGO"));
+            cargo.args([
+                "build",
+                "--quiet",
+                "--locked",
+                "-p",
+                "backup-cli",
+                "--bin",
+                "backup-cli",
+            ]);
+            if !cfg!(debug_assertions) {
+                cargo.arg("--release");
+            }
+            let status = cargo
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "building backup-cli failed");
+            // target/debug/deps/integration-HASH -> target/debug/backup-cli
+            let exe = std::env::current_exe().expect("test binary path");
+            let path = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("target dir")
+                .join("backup-cli");
+            assert!(
+                path.is_file(),
+                "{} is missing after cargo build",
+                path.display()
+            );
+            path
+        })
+        .clone()
 }
 
 /// The result of running the CLI.
@@ -139,6 +167,28 @@ impl Sandbox {
             }
         }
         cmd
+    }
+
+    /// Runs the CLI on a pseudo-terminal (util-linux `script`) and returns
+    /// what the terminal received, stdout and stderr together.
+    pub fn cli_on_tty(&self, args: &[&str], no_color: bool) -> Run {
+        let line = format!(
+            "'{}' --config '{}' {}",
+            cli_path().display(),
+            self.path().join("backup.toml").display(),
+            args.join(" ")
+        );
+        let mut cmd = Command::new("script");
+        cmd.args(["-qefc", &line, "/dev/null"])
+            .env_remove("RUST_LOG")
+            .env_remove("NO_COLOR");
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        }
+        cmd.stdin(Stdio::null())
+            .output()
+            .expect("run script")
+            .into()
     }
 
     pub fn cli(&self, args: &[&str]) -> Run {
