@@ -6,6 +6,8 @@ mod backup_cmd;
 mod config_cmd;
 mod output;
 mod runs;
+mod schedules;
+mod trigger;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -44,6 +46,11 @@ enum Command {
     /// List the artifacts storage holds.
     #[command(subcommand)]
     Artifacts(artifacts::Command),
+    /// Reconcile, list, remove and preview the backup schedules workers fire.
+    #[command(subcommand)]
+    Schedules(schedules::Command),
+    /// Enqueue a backup for the workers (needs [queue]).
+    Trigger(trigger::Args),
 }
 
 fn main() -> ExitCode {
@@ -108,6 +115,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backup(args) => backup_cmd::run(args, load()?.settings).await,
         Command::Runs(cmd) => runs::run(cmd, load()?.settings).await,
         Command::Artifacts(cmd) => artifacts::run(cmd, load()?.settings).await,
+        Command::Schedules(cmd) => schedules::run(cmd, load()?.settings).await,
+        Command::Trigger(args) => trigger::run(args, load()?.settings).await,
     }
 }
 

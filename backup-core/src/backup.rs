@@ -2,6 +2,8 @@
 //! pipeline, storage, manifest, retention. The CLI calls this directly; the
 //! worker's job handlers will too.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
@@ -210,7 +212,7 @@ pub async fn run(
     );
     async move {
         tracing::info!("backup started");
-        match execute(ctx, target, &started, progress).await {
+        match with_heartbeat(ctx, started.id, execute(ctx, target, &started, progress)).await {
             Ok((manifest, mut warnings)) => {
                 let run = ctx
                     .history
@@ -243,7 +245,27 @@ pub async fn run(
     .await
 }
 
-fn one_line(text: &str) -> String {
+/// Runs `work` while beating the run's heartbeat, so that a run whose
+/// process dies is recognised as lost (see `History::lost_runs`).
+async fn with_heartbeat<T>(ctx: &Context, run_id: i64, work: impl Future<Output = T>) -> T {
+    let mut beat =
+        tokio::time::interval(Duration::from_secs(ctx.settings.worker.heartbeat_seconds));
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = beat.tick() => {
+                if let Err(e) = ctx.history.beat(run_id, Utc::now()).await {
+                    tracing::warn!(error = %e, "could not record the run's heartbeat");
+                }
+            }
+        }
+    }
+}
+
+/// Collapses a multi-line message (tool stderr, say) onto one line.
+pub fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

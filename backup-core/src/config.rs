@@ -84,6 +84,12 @@ pub struct Settings {
     pub database_backup: DatabaseBackupSettings,
     /// Media (directory tree) backups: schedule and targets.
     pub media_backup: MediaBackupSettings,
+    /// How failed backups are retried by the worker.
+    pub retry: RetrySettings,
+    /// The worker process: catch-up, shutdown, crash detection, maintenance.
+    pub worker: WorkerSettings,
+    /// The worker's HTTP listener for `/healthz` and `/metrics`.
+    pub http: HttpSettings,
 }
 
 impl Default for Settings {
@@ -106,6 +112,9 @@ impl Default for Settings {
             smtp: None,
             database_backup: DatabaseBackupSettings::default(),
             media_backup: MediaBackupSettings::default(),
+            retry: RetrySettings::default(),
+            worker: WorkerSettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -190,6 +199,29 @@ impl Settings {
             ));
         }
         self.compression.validate()?;
+        if self.retry.attempts == 0 {
+            return Err(invalid(
+                "retry.attempts must be at least 1 (1 means no retry)",
+            ));
+        }
+        if self.worker.heartbeat_seconds == 0 {
+            return Err(invalid("worker.heartbeat_seconds must be at least 1"));
+        }
+        if let Some(queue) = &self.queue {
+            let ns = &queue.namespace;
+            if ns.is_empty() || ns.contains(|c: char| c.is_whitespace() || c == '{' || c == '}') {
+                return Err(invalid(format!(
+                    "queue.namespace {ns:?} must be non-empty, without spaces or braces"
+                )));
+            }
+        }
+        if !self.http.listen.is_empty() && self.http.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(invalid(format!(
+                "http.listen {:?} is not an address like \"127.0.0.1:9187\" (empty turns it off)",
+                self.http.listen
+            )));
+        }
         if let HistoryUrl::Sqlite(p) = &mut self.history.url {
             *p = resolve(base, p);
         }
@@ -549,16 +581,110 @@ pub struct ToolSettings {
 #[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueSettings {
-    /// `redis://[:password@]host:port[/db]`.
+    /// `redis://[:password@]host:port[/db]` (`rediss://` for TLS).
     #[serde(serialize_with = "serialize_url")]
     pub url: SecretString,
+    /// Prefix of every Redis key, so several deployments can share a server.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+}
+
+fn default_namespace() -> String {
+    "backup".into()
 }
 
 impl fmt::Debug for QueueSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QueueSettings")
             .field("url", &redact::url(self.url.expose_secret()))
+            .field("namespace", &self.namespace)
             .finish()
+    }
+}
+
+/// `[retry]`: attempts and backoff of a failing backup job.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// Attempts per job, the first included (1 means no retry).
+    pub attempts: u32,
+    /// Wait before the second attempt; doubles for each further one.
+    pub backoff_seconds: u64,
+    /// Upper bound of the wait between attempts.
+    pub max_backoff_seconds: u64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            backoff_seconds: 30,
+            max_backoff_seconds: 900,
+        }
+    }
+}
+
+impl RetrySettings {
+    /// The wait after failed attempt `attempt` (1-based): exponential from
+    /// `backoff_seconds`, capped at `max_backoff_seconds`.
+    pub fn backoff(&self, attempt: u32) -> std::time::Duration {
+        let factor = 1u64 << attempt.saturating_sub(1).min(20);
+        std::time::Duration::from_secs(
+            self.backoff_seconds
+                .saturating_mul(factor)
+                .min(self.max_backoff_seconds),
+        )
+    }
+}
+
+/// `[worker]`: the long-running worker process.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// On SIGTERM/SIGINT, how long a running backup may take to finish.
+    pub shutdown_grace_seconds: u64,
+    /// A fire time missed while no worker ran is caught up if it is at most
+    /// this old; older misses are logged and skipped.
+    pub catch_up_window_hours: u64,
+    /// Liveness beat of workers and running backups. A worker silent for
+    /// three beats is dead: its job goes to another replica and its running
+    /// row is finished as failed.
+    pub heartbeat_seconds: u64,
+    /// When the maintenance job (history cleanup, lost runs) runs.
+    pub maintenance_schedule: CronSchedule,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            shutdown_grace_seconds: 600,
+            catch_up_window_hours: 24,
+            heartbeat_seconds: 10,
+            maintenance_schedule: cron("30 4 * * *"),
+        }
+    }
+}
+
+impl WorkerSettings {
+    /// After this long without a beat, a worker or a running backup is lost.
+    pub fn lost_after(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.heartbeat_seconds * 3)
+    }
+}
+
+/// `[http]`: the worker's health and metrics listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// `host:port` to listen on; empty turns the listener off.
+    pub listen: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9187".into(),
+        }
     }
 }
 

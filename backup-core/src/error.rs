@@ -1,7 +1,8 @@
 //! The crate-wide error type gathering each module's errors.
 
 use crate::{
-    config::ConfigError, engine::EngineError, history::HistoryError, storage::StorageError,
+    config::ConfigError, engine::EngineError, history::HistoryError, queue::QueueError,
+    storage::StorageError,
 };
 
 /// Result alias for backup-core.
@@ -22,6 +23,9 @@ pub enum Error {
     /// The run history database failed.
     #[error(transparent)]
     History(#[from] HistoryError),
+    /// The Redis queue failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
     /// An unexpected local I/O failure (compression, temporary files).
     #[error("{context}: {source}")]
     Io {
@@ -43,7 +47,7 @@ impl Error {
             Error::Config(_) => true,
             Error::Engine(e) => e.is_permanent(),
             Error::Storage(e) => e.is_permanent(),
-            Error::History(_) | Error::Io { .. } => false,
+            Error::History(_) | Error::Queue(_) | Error::Io { .. } => false,
         }
     }
 }

@@ -14,7 +14,11 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
 };
 
-use crate::{config::HistoryUrl, redact};
+use crate::{
+    config::{HistoryUrl, Timezone},
+    redact,
+    schedule::{Action, CronSchedule, Plan, Schedule, StoredSchedule},
+};
 
 /// History database failures.
 #[derive(Debug, thiserror::Error)]
@@ -370,12 +374,13 @@ impl History {
         })
     }
 
-    /// Finishes a started run as `success` or `failed` and returns it as
+    /// Finishes a running run as `success` or `failed` and returns it as
     /// stored.
     ///
     /// # Errors
     ///
-    /// When the update fails or the run no longer exists.
+    /// When the update fails, or [`HistoryError::NotFound`] when the run no
+    /// longer exists or was already finished (by lost-run repair, say).
     pub async fn finish(
         &self,
         run: &BackupRun,
@@ -403,7 +408,8 @@ impl History {
         };
         let sql = concat!(
             "UPDATE backup_runs SET status = $1, completed_at = $2, duration_seconds = $3, ",
-            "error_message = $4, artifact = $5, size_bytes = $6, sha256 = $7 WHERE id = $8 RETURNING ",
+            "error_message = $4, artifact = $5, size_bytes = $6, sha256 = $7 ",
+            "WHERE id = $8 AND status = 'running' RETURNING ",
             run_columns!()
         );
         let finished: Option<BackupRun> = on_pool!(self, pool => sqlx::query_as(sql)
@@ -517,6 +523,269 @@ impl History {
             tx.commit().await.map_err(err)?;
             Ok(deleted)
         })
+    }
+}
+
+/// A `backup_schedules` row as read.
+#[derive(sqlx::FromRow)]
+struct ScheduleRow {
+    name: String,
+    backup_type: String,
+    targets: String,
+    cron: String,
+    timezone: String,
+    enabled: bool,
+    last_fire_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<ScheduleRow> for StoredSchedule {
+    type Error = String;
+
+    fn try_from(row: ScheduleRow) -> Result<Self, Self::Error> {
+        let bad = |what: &str, e: String| {
+            format!(
+                "stored schedule {:?} has an invalid {what}: {e}; run `backup-cli schedules setup`",
+                row.name
+            )
+        };
+        Ok(StoredSchedule {
+            schedule: Schedule {
+                backup_type: row.backup_type.parse().map_err(|e| bad("backup type", e))?,
+                targets: serde_json::from_str(&row.targets)
+                    .map_err(|e: serde_json::Error| bad("target list", e.to_string()))?,
+                cron: row
+                    .cron
+                    .parse::<CronSchedule>()
+                    .map_err(|e| bad("cron", e.to_string()))?,
+                timezone: Timezone::try_from(row.timezone.clone())
+                    .map_err(|e| bad("timezone", e))?,
+                enabled: row.enabled,
+                name: row.name,
+            },
+            last_fire_at: row.last_fire_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// Proof that this process is the only single-process worker on a history
+/// database; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub enum InstanceLock {
+    /// An exclusive lock on `<history file>.worker.lock`.
+    File(std::fs::File),
+    /// A PostgreSQL session advisory lock, held by this connection.
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+}
+
+/// The advisory lock key of the single-process worker ("backup01").
+const INSTANCE_LOCK_KEY: i64 = 0x6261_636b_7570_3031;
+
+impl History {
+    /// Whether the database answers.
+    ///
+    /// # Errors
+    ///
+    /// When it does not.
+    pub async fn ping(&self) -> Result<(), HistoryError> {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))
+            .map(|_| ())
+            .map_err(|source| HistoryError::Query {
+                what: "ping",
+                source,
+            })
+    }
+
+    /// Takes the single-process worker lock of this history database, or
+    /// `None` when another process holds it.
+    ///
+    /// # Errors
+    ///
+    /// When the lock file or the database cannot be used.
+    pub async fn instance_lock(
+        &self,
+        url: &HistoryUrl,
+    ) -> Result<Option<InstanceLock>, HistoryError> {
+        let err = |source| HistoryError::Query {
+            what: "taking the single-worker lock",
+            source,
+        };
+        match (&self.pool, url) {
+            (Pool::Sqlite(_), HistoryUrl::Sqlite(path)) => {
+                let mut lock_path = path.clone().into_os_string();
+                lock_path.push(".worker.lock");
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock_path)
+                    .map_err(|e| err(sqlx::Error::Io(e)))?;
+                match file.try_lock() {
+                    Ok(()) => Ok(Some(InstanceLock::File(file))),
+                    Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+                    Err(std::fs::TryLockError::Error(e)) => Err(err(sqlx::Error::Io(e))),
+                }
+            }
+            (Pool::Postgres(pool), _) => {
+                let mut conn = pool.acquire().await.map_err(err)?;
+                let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(INSTANCE_LOCK_KEY)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(err)?;
+                Ok(taken.then_some(InstanceLock::Postgres(conn)))
+            }
+            (Pool::Sqlite(_), HistoryUrl::Postgres(_)) => Ok(None),
+        }
+    }
+
+    /// Every stored schedule, by name.
+    ///
+    /// # Errors
+    ///
+    /// When the query fails or a row no longer parses.
+    pub async fn schedules(&self) -> Result<Vec<StoredSchedule>, HistoryError> {
+        let sql = "SELECT name, backup_type, targets, cron, timezone, enabled, last_fire_at, \
+                   created_at, updated_at FROM backup_schedules ORDER BY name";
+        let rows: Vec<ScheduleRow> =
+            on_pool!(self, pool => sqlx::query_as(sql).fetch_all(pool).await).map_err(
+                |source| HistoryError::Query {
+                    what: "reading schedules",
+                    source,
+                },
+            )?;
+        rows.into_iter()
+            .map(|row| {
+                StoredSchedule::try_from(row).map_err(|e| HistoryError::Query {
+                    what: "reading schedules",
+                    source: sqlx::Error::Decode(e.into()),
+                })
+            })
+            .collect()
+    }
+
+    /// Applies a schedule plan in one transaction, stamping `now`.
+    ///
+    /// # Errors
+    ///
+    /// When a statement fails; then nothing changes.
+    pub async fn apply_schedules(
+        &self,
+        plan: &Plan,
+        now: DateTime<Utc>,
+    ) -> Result<(), HistoryError> {
+        let err = |source| HistoryError::Query {
+            what: "writing schedules",
+            source,
+        };
+        let now = truncate(now);
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await.map_err(err)?;
+            for (action, s) in &plan.items {
+                let targets = serde_json::to_string(&s.targets).unwrap_or_else(|_| "[]".into());
+                let query = match action {
+                    Action::Unchanged => continue,
+                    Action::Delete => sqlx::query("DELETE FROM backup_schedules WHERE name = $1")
+                        .bind(&s.name),
+                    Action::Create => sqlx::query(
+                        "INSERT INTO backup_schedules (name, backup_type, targets, cron, timezone, \
+                         enabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                    )
+                    .bind(&s.name)
+                    .bind(s.backup_type.as_str())
+                    .bind(targets)
+                    .bind(s.cron.as_str().to_string())
+                    .bind(s.timezone.0.name())
+                    .bind(s.enabled)
+                    .bind(now),
+                    Action::Update => sqlx::query(
+                        "UPDATE backup_schedules SET backup_type = $2, targets = $3, cron = $4, \
+                         timezone = $5, enabled = $6, updated_at = $7 WHERE name = $1",
+                    )
+                    .bind(&s.name)
+                    .bind(s.backup_type.as_str())
+                    .bind(targets)
+                    .bind(s.cron.as_str().to_string())
+                    .bind(s.timezone.0.name())
+                    .bind(s.enabled)
+                    .bind(now),
+                };
+                query.execute(&mut *tx).await.map_err(err)?;
+            }
+            tx.commit().await.map_err(err)
+        })
+    }
+
+    /// Records that `fire` of schedule `name` was enqueued. Returns false
+    /// when a fire at or after it was already recorded (by this or another
+    /// process), which makes this a claim in single-process mode.
+    ///
+    /// # Errors
+    ///
+    /// When the update fails.
+    pub async fn advance_schedule(
+        &self,
+        name: &str,
+        fire: DateTime<Utc>,
+    ) -> Result<bool, HistoryError> {
+        let sql = "UPDATE backup_schedules SET last_fire_at = $2 \
+                   WHERE name = $1 AND (last_fire_at IS NULL OR last_fire_at < $2)";
+        let affected = on_pool!(self, pool => sqlx::query(sql).bind(name).bind(truncate(fire)).execute(pool).await.map(|d| d.rows_affected()))
+            .map_err(|source| HistoryError::Query {
+                what: "recording a schedule fire",
+                source,
+            })?;
+        Ok(affected == 1)
+    }
+
+    /// Marks a running run as alive at `at`.
+    ///
+    /// # Errors
+    ///
+    /// When the update fails.
+    pub async fn beat(&self, id: i64, at: DateTime<Utc>) -> Result<(), HistoryError> {
+        let sql = "UPDATE backup_runs SET heartbeat_at = $2 WHERE id = $1 AND status = 'running'";
+        on_pool!(self, pool => sqlx::query(sql).bind(id).bind(truncate(at)).execute(pool).await.map(|_| ()))
+            .map(|_| ())
+            .map_err(|source| HistoryError::Query {
+                what: "recording a run heartbeat",
+                source,
+            })
+    }
+
+    /// Every run of one queue task, oldest first: its attempts so far.
+    ///
+    /// # Errors
+    ///
+    /// When the query fails.
+    pub async fn task_runs(&self, task_id: &str) -> Result<Vec<BackupRun>, HistoryError> {
+        let sql = select_run!("WHERE task_id = $1 ORDER BY id");
+        on_pool!(self, pool => sqlx::query_as(sql).bind(task_id).fetch_all(pool).await).map_err(
+            |source| HistoryError::Query {
+                what: "reading a task's runs",
+                source,
+            },
+        )
+    }
+
+    /// Running runs whose last sign of life (heartbeat, else start) is
+    /// older than `cutoff`: their process is gone.
+    ///
+    /// # Errors
+    ///
+    /// When the query fails.
+    pub async fn lost_runs(&self, cutoff: DateTime<Utc>) -> Result<Vec<BackupRun>, HistoryError> {
+        let sql = select_run!(
+            "WHERE status = 'running' AND COALESCE(heartbeat_at, started_at) < $1 ORDER BY id"
+        );
+        on_pool!(self, pool => sqlx::query_as(sql).bind(truncate(cutoff)).fetch_all(pool).await)
+            .map_err(|source| HistoryError::Query {
+                what: "looking for lost runs",
+                source,
+            })
     }
 }
 

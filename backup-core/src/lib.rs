@@ -9,10 +9,13 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod history;
+pub mod jobs;
 pub mod pipeline;
+pub mod queue;
 pub mod redact;
 pub mod retention;
 pub mod schedule;
+pub mod scheduler;
 pub mod storage;
 pub mod telemetry;
 

@@ -1,0 +1,288 @@
+//! `schedules setup|remove|list|next`: the stored backup schedules.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use backup_core::{
+    config::{Settings, Timezone},
+    history::{History, RunFilter},
+    schedule::{self, Action, CronSchedule, Plan, Schedule},
+};
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::Subcommand;
+use serde::Serialize;
+
+use crate::output::{self, outln};
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, update or delete stored schedules to match the config.
+    Setup {
+        /// Print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Delete every stored backup schedule.
+    Remove {
+        /// Print what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List stored schedules with their next fire time and last run.
+    List {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Preview the fire times of a cron expression.
+    Next {
+        /// Cron expression: 5 fields, 6 with leading seconds, or @daily etc.
+        cron: String,
+        /// IANA timezone to read it in [default: the config's timezone].
+        #[arg(long, value_name = "TZ")]
+        timezone: Option<String>,
+        /// Start after this time (RFC 3339) [default: now].
+        #[arg(long, value_name = "RFC3339")]
+        after: Option<String>,
+        /// How many fire times.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        count: u32,
+        /// Print a JSON array of RFC 3339 timestamps.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Setup { dry_run } => {
+            let wanted = schedule::desired(&settings)?;
+            let history = open(&settings, dry_run).await?;
+            let stored = match &history {
+                Some(h) => h.schedules().await?,
+                None => Vec::new(),
+            };
+            let plan = schedule::plan(&wanted, &stored);
+            apply(history.as_ref(), &plan, dry_run).await
+        }
+        Command::Remove { dry_run } => {
+            let history = open(&settings, dry_run).await?;
+            let stored = match &history {
+                Some(h) => h.schedules().await?,
+                None => Vec::new(),
+            };
+            let plan = schedule::removal(&stored);
+            if plan.items.is_empty() {
+                outln!("no schedules are stored; nothing to remove");
+                return Ok(ExitCode::SUCCESS);
+            }
+            apply(history.as_ref(), &plan, dry_run).await
+        }
+        Command::List { json } => list(&settings, json).await,
+        Command::Next {
+            cron,
+            timezone,
+            after,
+            count,
+            json,
+        } => {
+            let cron: CronSchedule = cron.parse()?;
+            let tz = match timezone {
+                Some(name) => Timezone::try_from(name).map_err(anyhow::Error::msg)?,
+                None => settings.timezone,
+            };
+            let after = match after {
+                Some(text) => DateTime::parse_from_rfc3339(&text)
+                    .with_context(|| {
+                        format!("--after {text:?} is not an RFC 3339 time (2026-11-26T02:00:00Z)")
+                    })?
+                    .with_timezone(&Utc),
+                None => Utc::now(),
+            };
+            let fires: Vec<String> = cron
+                .upcoming(&tz.0, after, count as usize)
+                .iter()
+                .map(|t| {
+                    t.with_timezone(&tz.0)
+                        .to_rfc3339_opts(SecondsFormat::Secs, false)
+                })
+                .collect();
+            if json {
+                output::json(&fires)?;
+            } else {
+                for (t, text) in cron
+                    .upcoming(&tz.0, after, count as usize)
+                    .iter()
+                    .zip(&fires)
+                {
+                    outln!("{}  ({text})", output::time(*t, tz));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// History for a dry run is opened without migrating and only if it
+/// exists, so a dry run never creates or changes anything.
+async fn open(settings: &Settings, dry_run: bool) -> anyhow::Result<Option<History>> {
+    if !dry_run {
+        return Ok(Some(History::open(&settings.history.url).await?));
+    }
+    if let backup_core::config::HistoryUrl::Sqlite(path) = &settings.history.url {
+        if !path.exists() {
+            return Ok(None);
+        }
+    }
+    let history = History::connect(&settings.history.url).await?;
+    // Before `migrate` there is no schedules table: nothing is stored.
+    Ok(match history.schedules().await {
+        Ok(_) => Some(history),
+        Err(_) => None,
+    })
+}
+
+async fn apply(history: Option<&History>, plan: &Plan, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let now = Utc::now();
+    for (action, s) in &plan.items {
+        let verb = if dry_run {
+            format!("[DRY RUN] would {}", action.would())
+        } else {
+            action.done().to_string()
+        };
+        outln!("{verb} {}", describe(s, *action, now));
+    }
+    if dry_run {
+        outln!("[DRY RUN] {} (nothing written)", plan.summary());
+    } else {
+        if let Some(history) = history {
+            history.apply_schedules(plan, now).await?;
+        }
+        outln!("{}", plan.summary());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `database (database: app, analytics) "0 2 * * *" Europe/Rome; next: ...`
+fn describe(s: &Schedule, action: Action, now: DateTime<Utc>) -> String {
+    let mut line = format!(
+        "{} ({}: {}) \"{}\" {}",
+        s.name,
+        s.backup_type,
+        s.targets.join(", "),
+        s.cron.as_str(),
+        s.timezone.0.name()
+    );
+    if action != Action::Delete {
+        let next: Vec<String> = s
+            .upcoming(now, 3)
+            .into_iter()
+            .map(|t| output::time(t, s.timezone))
+            .collect();
+        line.push_str(&format!("; next: {}", next.join(", ")));
+    }
+    line
+}
+
+#[derive(Serialize)]
+struct Listed {
+    name: String,
+    backup_type: String,
+    targets: Vec<String>,
+    cron: String,
+    timezone: String,
+    enabled: bool,
+    next_fire: Option<DateTime<Utc>>,
+    last_fire_at: Option<DateTime<Utc>>,
+    last_run: Option<LastRun>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+struct LastRun {
+    id: i64,
+    target: String,
+    status: String,
+    started_at: DateTime<Utc>,
+}
+
+async fn list(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
+    let history = History::open(&settings.history.url).await?;
+    let now = Utc::now();
+    let mut listed = Vec::new();
+    for stored in history.schedules().await? {
+        let s = &stored.schedule;
+        let last = history
+            .list(&RunFilter {
+                backup_type: Some(s.backup_type),
+                limit: 1,
+                ..RunFilter::default()
+            })
+            .await?
+            .into_iter()
+            .next();
+        listed.push(Listed {
+            name: s.name.clone(),
+            backup_type: s.backup_type.to_string(),
+            targets: s.targets.clone(),
+            cron: s.cron.as_str().to_string(),
+            timezone: s.timezone.0.name().to_string(),
+            enabled: s.enabled,
+            next_fire: s
+                .enabled
+                .then(|| s.upcoming(now, 1).into_iter().next())
+                .flatten(),
+            last_fire_at: stored.last_fire_at,
+            last_run: last.map(|r| LastRun {
+                id: r.id,
+                target: r.target,
+                status: r.status.to_string(),
+                started_at: r.started_at,
+            }),
+            created_at: stored.created_at,
+            updated_at: stored.updated_at,
+        });
+    }
+    if json {
+        output::json(&listed)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if listed.is_empty() {
+        outln!("no schedules are stored; run `backup-cli schedules setup`");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let tz = settings.timezone;
+    let mut table = output::table(&[
+        "NAME",
+        "TYPE",
+        "TARGETS",
+        "CRON",
+        "TIMEZONE",
+        "ENABLED",
+        "NEXT FIRE",
+        "LAST RUN",
+    ]);
+    for l in &listed {
+        table.add_row(vec![
+            l.name.clone(),
+            l.backup_type.clone(),
+            l.targets.join(", "),
+            l.cron.clone(),
+            l.timezone.clone(),
+            if l.enabled { "yes" } else { "no" }.to_string(),
+            l.next_fire.map_or("-".into(), |t| output::time(t, tz)),
+            l.last_run.as_ref().map_or("-".into(), |r| {
+                format!(
+                    "#{} {} {} ({})",
+                    r.id,
+                    r.target,
+                    r.status,
+                    output::time(r.started_at, tz)
+                )
+            }),
+        ]);
+    }
+    outln!("{table}");
+    Ok(ExitCode::SUCCESS)
+}

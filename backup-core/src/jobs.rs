@@ -1,0 +1,354 @@
+//! Job payloads and the handlers the worker runs: a backup of one target
+//! (per-target lock, idempotent on its task id, retries with backoff, lost
+//! runs taken over) and the maintenance job (history cleanup, lost runs).
+//!
+//! The handlers are plain async functions over a [`Runner`]; the worker
+//! registers them with apalis, single-process mode calls them directly.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Error,
+    backup::{self, Context, Request},
+    history::{BackupRun, BackupType, HistoryError, Outcome, RunStatus, Trigger},
+    pipeline::Progress,
+    queue::{JobResult, Queue, QueueError, RedisLock},
+};
+
+/// A backup of one target, as queued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupJob {
+    /// What to back up.
+    pub backup_type: BackupType,
+    /// The target's name.
+    pub target: String,
+    /// Manual, scheduled or catch-up.
+    pub trigger: Trigger,
+    /// The fire time, when scheduled.
+    pub scheduled_for: Option<DateTime<Utc>>,
+}
+
+impl BackupJob {
+    /// The key that makes a scheduled fire enqueue once across replicas:
+    /// schedule, target and fire time. Manual jobs have none.
+    pub fn idempotency_key(&self, schedule: &str) -> Option<String> {
+        self.scheduled_for
+            .map(|at| format!("{schedule}:{}:{}", self.target, at.timestamp()))
+    }
+}
+
+/// The daily maintenance job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceJob {
+    /// Its fire time.
+    pub scheduled_for: DateTime<Utc>,
+}
+
+/// Why a backup job ended without a successful run.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct JobFailed {
+    /// One-line cause (redacted).
+    pub message: String,
+    /// The last attempt's row, when one was recorded.
+    pub run: Option<BackupRun>,
+}
+
+/// Per-target locks: two backups of one target never overlap.
+#[derive(Debug, Clone)]
+pub enum Locks {
+    /// Across processes, in Redis.
+    Redis(Queue),
+    /// Within this process (single-process mode).
+    Local(Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>),
+}
+
+/// A held target lock.
+#[derive(Debug)]
+pub enum Held {
+    /// In Redis, renewed while held.
+    Redis(RedisLock),
+    /// In this process.
+    Local(tokio::sync::OwnedMutexGuard<()>),
+}
+
+impl Held {
+    /// Lets the next run of the target start.
+    pub async fn release(self) {
+        match self {
+            Held::Redis(lock) => lock.release().await,
+            Held::Local(guard) => drop(guard),
+        }
+    }
+}
+
+impl Locks {
+    /// In-process locks.
+    pub fn local() -> Self {
+        Locks::Local(Arc::default())
+    }
+
+    /// Waits for the lock of `name`. A Redis lock left by a dead holder
+    /// expires after `ttl`.
+    ///
+    /// # Errors
+    ///
+    /// When Redis fails.
+    pub async fn acquire(&self, name: &str, ttl: Duration) -> Result<Held, QueueError> {
+        match self {
+            Locks::Local(map) => {
+                let lock = {
+                    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+                    map.entry(name.to_string()).or_default().clone()
+                };
+                Ok(Held::Local(lock.lock_owned().await))
+            }
+            Locks::Redis(queue) => {
+                let mut waited = false;
+                loop {
+                    if let Some(lock) = queue.try_lock(name, ttl).await? {
+                        return Ok(Held::Redis(lock));
+                    }
+                    if !waited {
+                        tracing::info!(
+                            lock = name,
+                            "another backup of this target is running; waiting"
+                        );
+                        waited = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}
+
+/// What the handlers need.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    /// Settings, storage, history.
+    pub ctx: Context,
+    /// Target locks.
+    pub locks: Locks,
+    /// Where final results go for `trigger --wait` (queue mode).
+    pub results: Option<Queue>,
+}
+
+/// Runs a backup job: waits for the target's lock, skips if this task
+/// already succeeded (a redelivered job), finishes the rows of a lost
+/// earlier delivery, then runs attempts until one succeeds, an error is
+/// permanent, or `retry.attempts` rows exist for the task.
+///
+/// # Errors
+///
+/// [`JobFailed`] when no attempt succeeded; the job is then over (the
+/// worker tells apalis not to run it again).
+pub async fn run_backup(
+    runner: &Runner,
+    job: &BackupJob,
+    task_id: &str,
+) -> Result<BackupRun, JobFailed> {
+    let outcome = attempts(runner, job, task_id).await;
+    if let Some(queue) = &runner.results {
+        let result = match &outcome {
+            Ok(run) => JobResult {
+                status: RunStatus::Success,
+                run_id: Some(run.id),
+                error: None,
+            },
+            Err(f) => JobResult {
+                status: RunStatus::Failed,
+                run_id: f.run.as_ref().map(|r| r.id),
+                error: Some(f.message.clone()),
+            },
+        };
+        if let Err(e) = queue.set_result(task_id, &result).await {
+            tracing::warn!(error = %e, task_id, "could not store the job result");
+        }
+    }
+    outcome
+}
+
+async fn attempts(runner: &Runner, job: &BackupJob, task_id: &str) -> Result<BackupRun, JobFailed> {
+    let ctx = &runner.ctx;
+    let fail = |message: String, run: Option<BackupRun>| JobFailed { message, run };
+    let settings = &ctx.settings;
+    let targets = match backup::select(settings, &[job.backup_type], Some(&job.target)) {
+        Ok(t) => t,
+        Err(e) => {
+            // The target left the config after the job was queued.
+            let message = e.to_string();
+            tracing::error!(target = %job.target, error = %message, "backup job for an unknown target");
+            return Err(fail(message, None));
+        }
+    };
+    let target = targets[0];
+    let lock_name = format!("{}:{}", job.backup_type, job.target);
+    let held = runner
+        .locks
+        .acquire(&lock_name, settings.worker.lost_after())
+        .await
+        .map_err(|e| fail(e.to_string(), None))?;
+    let result = async {
+        let previous = ctx.history.task_runs(task_id).await.map_err(|e| fail(e.to_string(), None))?;
+        if let Some(done) = previous.iter().find(|r| r.status == RunStatus::Success) {
+            tracing::info!(run_id = done.id, task_id, "job already succeeded; not backing up twice");
+            return Ok(done.clone());
+        }
+        for lost in previous.iter().filter(|r| r.status == RunStatus::Running) {
+            // We hold the target lock, so whoever ran this is gone.
+            finish_lost(ctx, lost, Utc::now()).await;
+        }
+        let max = i64::from(settings.retry.attempts);
+        let mut attempt = previous.len() as i64 + 1;
+        let mut last: Option<BackupRun> = previous.last().cloned();
+        loop {
+            if attempt > max {
+                let message = format!(
+                    "gave up after {max} attempt(s); last error: {}",
+                    last.as_ref().map_or("none recorded", |r| r.error_message.as_str())
+                );
+                return Err(fail(message, last));
+            }
+            let request = Request {
+                trigger: job.trigger,
+                scheduled_for: job.scheduled_for,
+                task_id: Some(task_id.to_string()),
+                attempt,
+            };
+            let report = backup::run(ctx, target, &request, Progress::default())
+                .await
+                .map_err(|e| fail(e.to_string(), last.clone()))?;
+            record_metrics(&report.run);
+            let Some(error) = report.error else {
+                return Ok(report.run);
+            };
+            let permanent = error.is_permanent();
+            let message = report.run.error_message.clone();
+            last = Some(report.run);
+            if permanent {
+                tracing::error!(attempt, error = %message, "permanent error; not retrying");
+                return Err(fail(message, last));
+            }
+            if attempt >= max {
+                tracing::error!(attempt, error = %message, "last attempt failed");
+                return Err(fail(message, last));
+            }
+            let wait = settings.retry.backoff(attempt as u32);
+            tracing::warn!(attempt, retry_in_seconds = wait.as_secs(), error = %message, "attempt failed; retrying");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+    .await;
+    held.release().await;
+    result
+}
+
+fn record_metrics(run: &BackupRun) {
+    let labels = [
+        ("type", run.backup_type.as_str().to_string()),
+        ("target", run.target.clone()),
+    ];
+    let mut with_status = labels.to_vec();
+    with_status.push(("status", run.status.as_str().to_string()));
+    metrics::counter!("backup_runs_total", &with_status).increment(1);
+    if let Some(seconds) = run.duration_seconds {
+        metrics::histogram!("backup_run_duration_seconds", &labels).record(seconds);
+    }
+    if run.status == RunStatus::Success {
+        if let Some(size) = run.size_bytes {
+            metrics::gauge!("backup_artifact_bytes", &labels).set(size as f64);
+        }
+        let at = run.completed_at.unwrap_or(run.started_at);
+        metrics::gauge!("backup_last_success_timestamp_seconds", &labels)
+            .set(at.timestamp() as f64);
+    }
+}
+
+/// Finishes a run whose process is gone as `failed`.
+async fn finish_lost(ctx: &Context, run: &BackupRun, now: DateTime<Utc>) -> bool {
+    let error = format!(
+        "worker lost: {} stopped while running this backup (no heartbeat since the run's last \
+         sign of life); the job is run again by another worker",
+        run.worker
+    );
+    match ctx
+        .history
+        .finish(run, now, &Outcome::Failed { error })
+        .await
+    {
+        Ok(_) => {
+            tracing::warn!(run_id = run.id, worker = %run.worker, "finished a lost run as failed");
+            true
+        }
+        // Finished meanwhile by its owner or another replica.
+        Err(HistoryError::NotFound(_)) => false,
+        Err(e) => {
+            tracing::warn!(run_id = run.id, error = %e, "could not finish a lost run");
+            false
+        }
+    }
+}
+
+/// Finishes every `running` row that has not beaten for
+/// `worker.heartbeat_seconds x 3`: its process died (a killed worker, a
+/// CLI interrupted by Ctrl-C). Returns the runs finished.
+///
+/// # Errors
+///
+/// When history cannot be read.
+pub async fn repair_lost_runs(ctx: &Context, now: DateTime<Utc>) -> Result<Vec<BackupRun>, Error> {
+    let lost_after =
+        TimeDelta::from_std(ctx.settings.worker.lost_after()).unwrap_or(TimeDelta::MAX);
+    let mut finished = Vec::new();
+    for run in ctx.history.lost_runs(now - lost_after).await? {
+        if finish_lost(ctx, &run, now).await {
+            finished.push(run);
+        }
+    }
+    Ok(finished)
+}
+
+/// What the maintenance job did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MaintenanceReport {
+    /// History rows deleted for being older than `history_retention_days`.
+    pub deleted_runs: u64,
+    /// Lost runs finished as failed.
+    pub lost_runs: usize,
+}
+
+/// The maintenance job: deletes history older than
+/// `history_retention_days` and finishes lost runs.
+///
+/// # Errors
+///
+/// When history fails.
+pub async fn run_maintenance(
+    ctx: &Context,
+    now: DateTime<Utc>,
+) -> Result<MaintenanceReport, Error> {
+    let lost_runs = repair_lost_runs(ctx, now).await?.len();
+    let cutoff = now - TimeDelta::days(i64::from(ctx.settings.history_retention_days));
+    let old: Vec<i64> = ctx
+        .history
+        .started_before(cutoff)
+        .await?
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    let deleted_runs = ctx.history.delete(&old).await?;
+    tracing::info!(deleted_runs, lost_runs, "maintenance done");
+    Ok(MaintenanceReport {
+        deleted_runs,
+        lost_runs,
+    })
+}

@@ -1,0 +1,234 @@
+//! backup-worker: the long-running process. Wiring only: config, telemetry,
+//! history, the apalis `Monitor` with its Redis workers (or, without a
+//! queue, in-process execution), the cron side, `/healthz` and `/metrics`,
+//! and graceful shutdown on SIGTERM/SIGINT.
+
+mod health;
+mod single;
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use apalis::prelude::{
+    AbortError, Data, Monitor, ParallelizeExt, TaskId, WorkerBuilder, WorkerBuilderExt,
+};
+use apalis_redis::RedisStorage;
+use backup_core::{
+    Error,
+    backup::{self, Context},
+    config::{self, QueueSettings},
+    history::{RunFilter, RunStatus},
+    jobs::{self, BackupJob, Locks, MaintenanceJob, Runner},
+    queue::{self, Queue},
+    scheduler::{self, Dispatch},
+    telemetry,
+};
+use chrono::Utc;
+use clap::{Parser, ValueEnum};
+use tokio::sync::watch;
+
+use crate::health::Health;
+
+/// Runs scheduled backups: fires the stored schedules and works the backup
+/// queues. Start one per host, or several replicas on one Redis.
+#[derive(Debug, Parser)]
+#[command(name = "backup-worker", version, about)]
+struct Args {
+    /// Config file [default: $BACKUP_CONFIG, else ./backup.toml].
+    #[arg(long, short, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Log format: JSON lines on stdout (for log collectors) or text on stderr.
+    #[arg(long, value_enum, default_value = "json")]
+    log_format: Format,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Json,
+    Human,
+}
+
+fn main() -> ExitCode {
+    backup_core::init_process();
+    let args = Args::parse();
+    let format = match args.log_format {
+        Format::Json => telemetry::LogFormat::Json,
+        Format::Human => telemetry::LogFormat::Human,
+    };
+    telemetry::init(format, "info");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
+            tracing::error!(error = %chain.join(": "), "backup-worker stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let loaded = config::load(args.config.as_deref()).context("cannot load the configuration")?;
+    let settings = loaded.settings;
+    let ctx = Context::open(settings.clone()).await?;
+    let health = Health::new(ctx.clone());
+    health.seed_last_success().await;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let signal = async move {
+        let result = shutdown_signal().await;
+        tracing::info!("shutdown requested: no new jobs; running backups may finish");
+        let _ = stop_tx.send(true);
+        result
+    };
+    match &settings.queue {
+        Some(queue_settings) => run_queue(ctx, queue_settings, health, stop_rx, signal).await,
+        None => single::run(ctx, health, stop_rx, signal).await,
+    }
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => Ok(()),
+        r = tokio::signal::ctrl_c() => r,
+    }
+}
+
+/// Queue mode: apalis workers on Redis plus the cron side.
+async fn run_queue(
+    ctx: Context,
+    settings: &QueueSettings,
+    health: Health,
+    stop: watch::Receiver<bool>,
+    signal: impl Future<Output = std::io::Result<()>> + Send,
+) -> anyhow::Result<()> {
+    let queue = Queue::connect(settings).await?;
+    let worker = &ctx.settings.worker;
+    let heartbeat = Duration::from_secs(worker.heartbeat_seconds);
+    let grace = Duration::from_secs(worker.shutdown_grace_seconds);
+    let runner = Arc::new(Runner {
+        ctx: ctx.clone(),
+        locks: Locks::Redis(queue.clone()),
+        results: Some(queue.clone()),
+    });
+    // Unique per process and per restart: apalis refuses a name that is
+    // still registered, and two replicas must never share one.
+    let base = backup::worker_id().replace(':', "-");
+    tracing::info!(queue = %queue.url(), namespace = %queue.name(""), worker = %base, "starting queue workers");
+
+    let mut monitor = Monitor::new();
+    for kind in [queue::DATABASE, queue::MEDIA] {
+        let (queue, runner, base) = (queue.clone(), runner.clone(), base.clone());
+        monitor = monitor.register(move |restarts| {
+            let storage = RedisStorage::new(queue.connection())
+                .with_config(queue.storage_config(kind, heartbeat));
+            WorkerBuilder::new(format!("{base}:{kind}:{restarts}"))
+                .backend(storage)
+                .concurrency(1)
+                .parallelize(tokio::spawn)
+                .catch_panic()
+                .data(runner.clone())
+                .build(backup_handler)
+        });
+    }
+    {
+        let (queue, runner, base) = (queue.clone(), runner.clone(), base.clone());
+        monitor = monitor.register(move |restarts| {
+            let storage = RedisStorage::new(queue.connection())
+                .with_config(queue.storage_config(queue::MAINTENANCE, heartbeat));
+            WorkerBuilder::new(format!("{base}:{}:{restarts}", queue::MAINTENANCE))
+                .backend(storage)
+                .concurrency(1)
+                .parallelize(tokio::spawn)
+                .catch_panic()
+                .data(runner.clone())
+                .build(maintenance_handler)
+        });
+    }
+    let events = health.clone();
+    let monitor = monitor
+        .should_restart(|ctx, error| {
+            tracing::warn!(worker = ctx.name(), error = %error, "queue worker stopped; restarting it");
+            true
+        })
+        .on_event(move |ctx, event| events.on_worker_event(ctx.name(), event))
+        .shutdown_timeout(grace);
+
+    health.set_queue(queue.clone(), 3);
+    let http = health::serve(&ctx.settings.http.listen, health.clone()).await?;
+    let cron = tokio::spawn(scheduler::run(ctx.clone(), RedisDispatch { queue }, stop));
+    let result = monitor.run_with_signal(signal).await;
+    cron.abort();
+    if let Some(http) = http {
+        http.abort();
+    }
+    result.context("queue workers failed")?;
+    tracing::info!("backup-worker stopped");
+    Ok(())
+}
+
+/// Runs one backup job; any failure ends the job (apalis must not retry it:
+/// attempts are ours, see `jobs::run_backup`).
+async fn backup_handler(
+    job: BackupJob,
+    task_id: TaskId,
+    runner: Data<Arc<Runner>>,
+) -> Result<(), AbortError> {
+    jobs::run_backup(&runner, &job, &task_id.to_string())
+        .await
+        .map(|_| ())
+        .map_err(AbortError::new)
+}
+
+async fn maintenance_handler(
+    _job: MaintenanceJob,
+    runner: Data<Arc<Runner>>,
+) -> Result<(), AbortError> {
+    jobs::run_maintenance(&runner.ctx, Utc::now())
+        .await
+        .map(|_| ())
+        .map_err(AbortError::new)
+}
+
+/// Fires go to Redis with an idempotency key: the first replica's push wins.
+struct RedisDispatch {
+    queue: Queue,
+}
+
+impl Dispatch for RedisDispatch {
+    async fn backup(&self, schedule: &str, job: BackupJob) -> Result<bool, Error> {
+        let key = job.idempotency_key(schedule);
+        let kind = queue::backup_queue(job.backup_type);
+        Ok(self.queue.push(kind, &job, key.as_deref()).await?.is_some())
+    }
+
+    async fn maintenance(&self, job: MaintenanceJob) -> Result<bool, Error> {
+        let key = format!("maintenance:{}", job.scheduled_for.timestamp());
+        Ok(self
+            .queue
+            .push(queue::MAINTENANCE, &job, Some(&key))
+            .await?
+            .is_some())
+    }
+}
+
+/// The newest successful run of each configured target, for the
+/// `backup_last_success_timestamp_seconds` gauge after a restart.
+pub(crate) fn last_success_filter(target: &str) -> RunFilter {
+    RunFilter {
+        status: Some(RunStatus::Success),
+        target: Some(target.to_string()),
+        limit: 1,
+        ..RunFilter::default()
+    }
+}
