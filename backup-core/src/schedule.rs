@@ -317,7 +317,13 @@ impl FromStr for CronSchedule {
             .year(Year::Disallowed)
             .dom_and_dow(false)
             .build();
-        let cron = parser.parse(trimmed).map_err(|e| err(e.to_string()))?;
+        // cron(8) knows @midnight; croner only its synonym.
+        let pattern = match trimmed {
+            "@midnight" => "@daily",
+            "@reboot" => return Err(err("@reboot has no fire times; use a schedule".into())),
+            other => other,
+        };
+        let cron = parser.parse(pattern).map_err(|e| err(e.to_string()))?;
         Ok(Self {
             source: trimmed.to_string(),
             cron,
@@ -479,6 +485,82 @@ mod tests {
         for (expr, zone, after, want) in table {
             check(expr, zone, after, want);
         }
+    }
+
+    fn wanted(name: &str, cron: &str, targets: &[&str]) -> Schedule {
+        Schedule {
+            name: name.into(),
+            backup_type: if name == "media" {
+                BackupType::Media
+            } else {
+                BackupType::Database
+            },
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+            cron: cron.parse().expect("cron"),
+            timezone: Timezone(chrono_tz::UTC),
+            enabled: true,
+        }
+    }
+
+    fn stored(s: Schedule) -> StoredSchedule {
+        let t = Utc::now();
+        StoredSchedule {
+            schedule: s,
+            last_fire_at: None,
+            created_at: t,
+            updated_at: t,
+        }
+    }
+
+    #[test]
+    fn plan_creates_updates_deletes_and_leaves_alone() {
+        let stored = [
+            stored(wanted("database", "0 2 * * *", &["app"])),
+            stored(wanted("media", "0 3 * * 0", &["uploads"])),
+            stored(wanted("old", "0 1 * * *", &["x"])),
+        ];
+        let desired = [
+            wanted("database", "0 2 * * *", &["app"]),
+            wanted("media", "0 4 * * 0", &["uploads"]),
+            wanted("fresh", "0 5 * * *", &["y"]),
+        ];
+        let plan = plan(&desired, &stored);
+        let actions: Vec<_> = plan
+            .items
+            .iter()
+            .map(|(a, s)| (*a, s.name.as_str()))
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                (Action::Unchanged, "database"),
+                (Action::Update, "media"),
+                (Action::Create, "fresh"),
+                (Action::Delete, "old"),
+            ]
+        );
+        assert_eq!(
+            plan.summary(),
+            "1 created, 1 updated, 1 deleted, 1 unchanged"
+        );
+        // A changed target list is an update too.
+        let p = super::plan(
+            &[wanted("database", "0 2 * * *", &["app", "crm"])],
+            &stored[..1],
+        );
+        assert_eq!(p.items[0].0, Action::Update);
+    }
+
+    #[test]
+    fn desired_follows_the_config_and_refuses_when_disabled() {
+        let mut settings = Settings::default();
+        assert!(
+            desired(&settings).expect("enabled").is_empty(),
+            "no targets, no schedules"
+        );
+        settings.enabled = false;
+        let err = desired(&settings).unwrap_err().to_string();
+        assert!(err.contains("enabled = false"), "{err}");
     }
 
     #[test]
