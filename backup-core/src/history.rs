@@ -232,6 +232,8 @@ macro_rules! on_pool {
 pub struct History {
     pool: Pool,
     url: String,
+    /// The SQLite file, for the lock files beside it.
+    sqlite_path: Option<std::path::PathBuf>,
 }
 
 /// Timestamps are kept to the microsecond, PostgreSQL's precision, so a row
@@ -314,7 +316,15 @@ impl History {
                 )
             }
         };
-        Ok(Self { pool, url: shown })
+        let sqlite_path = match url {
+            HistoryUrl::Sqlite(path) => Some(path.clone()),
+            HistoryUrl::Postgres(_) => None,
+        };
+        Ok(Self {
+            pool,
+            url: shown,
+            sqlite_path,
+        })
     }
 
     /// The history URL with secrets masked.
@@ -332,6 +342,20 @@ impl History {
             Pool::Sqlite(_) => sqlx::migrate!("../migrations/sqlite"),
             Pool::Postgres(_) => sqlx::migrate!("../migrations/postgres"),
         };
+        // PostgreSQL migrations take an advisory lock; SQLite ones take none,
+        // so processes starting together (worker replicas) would race: hold
+        // an exclusive lock file meanwhile.
+        let _guard = match self.lock_file("migrate.lock") {
+            Some(Ok(file)) => Some(
+                tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .and_then(|r| r)
+                    .map_err(|e| self.migrate_io_error(e))?,
+            ),
+            Some(Err(e)) => return Err(self.migrate_io_error(e)),
+            None => None,
+        };
         let count = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
         // Before the first migration the table does not exist: that is zero.
         let before: i64 =
@@ -343,6 +367,29 @@ impl History {
             }
         })?;
         Ok(migrator.iter().count().saturating_sub(before as usize))
+    }
+
+    /// Opens (creating) `<history file>.<suffix>` for locking; `None` on
+    /// PostgreSQL.
+    fn lock_file(&self, suffix: &str) -> Option<std::io::Result<std::fs::File>> {
+        let path = self.sqlite_path.as_ref()?;
+        let mut lock_path = path.clone().into_os_string();
+        lock_path.push(".");
+        lock_path.push(suffix);
+        Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path),
+        )
+    }
+
+    fn migrate_io_error(&self, e: std::io::Error) -> HistoryError {
+        HistoryError::Migrate {
+            url: self.url.clone(),
+            source: sqlx::migrate::MigrateError::Execute(sqlx::Error::Io(e)),
+        }
     }
 
     /// Records a run as `running` and returns it as stored, with its id.
@@ -605,31 +652,25 @@ impl History {
     /// # Errors
     ///
     /// When the lock file or the database cannot be used.
-    pub async fn instance_lock(
-        &self,
-        url: &HistoryUrl,
-    ) -> Result<Option<InstanceLock>, HistoryError> {
+    pub async fn instance_lock(&self) -> Result<Option<InstanceLock>, HistoryError> {
         let err = |source| HistoryError::Query {
             what: "taking the single-worker lock",
             source,
         };
-        match (&self.pool, url) {
-            (Pool::Sqlite(_), HistoryUrl::Sqlite(path)) => {
-                let mut lock_path = path.clone().into_os_string();
-                lock_path.push(".worker.lock");
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&lock_path)
-                    .map_err(|e| err(sqlx::Error::Io(e)))?;
+        match &self.pool {
+            Pool::Sqlite(_) => {
+                let file = match self.lock_file("worker.lock") {
+                    Some(Ok(file)) => file,
+                    Some(Err(e)) => return Err(err(sqlx::Error::Io(e))),
+                    None => return Ok(None),
+                };
                 match file.try_lock() {
                     Ok(()) => Ok(Some(InstanceLock::File(file))),
                     Err(std::fs::TryLockError::WouldBlock) => Ok(None),
                     Err(std::fs::TryLockError::Error(e)) => Err(err(sqlx::Error::Io(e))),
                 }
             }
-            (Pool::Postgres(pool), _) => {
+            Pool::Postgres(pool) => {
                 let mut conn = pool.acquire().await.map_err(err)?;
                 let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                     .bind(INSTANCE_LOCK_KEY)
@@ -638,7 +679,6 @@ impl History {
                     .map_err(err)?;
                 Ok(taken.then_some(InstanceLock::Postgres(conn)))
             }
-            (Pool::Sqlite(_), HistoryUrl::Postgres(_)) => Ok(None),
         }
     }
 

@@ -29,7 +29,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let _instance = ctx
         .history
-        .instance_lock(&ctx.settings.history.url)
+        .instance_lock()
         .await?
         .ok_or_else(|| {
             anyhow!(

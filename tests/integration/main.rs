@@ -1,11 +1,15 @@
-//! Integration tests: the real `backup-cli` binary against real PostgreSQL,
-//! MariaDB, SQLite, an S3-protocol server and standard restore tools.
+//! Integration tests: the real `backup-cli` and `backup-worker` binaries
+//! against real PostgreSQL, MariaDB, SQLite, Redis, an S3-protocol server and
+//! standard restore tools.
 
 mod config;
 mod history;
 mod media;
 mod mysql;
 mod postgres;
+mod schedules;
 mod sqlite;
 mod storage;
 mod support;
+mod worker;
+mod workers;

@@ -4,13 +4,6 @@ use std::{fs, path::Path};
 
 use crate::support::*;
 
-fn sample_db() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/sample.sqlite3")
-        .display()
-        .to_string()
-}
-
 #[test]
 fn s3_storage_receives_complete_artifacts_and_lists_them() {
     let s3 = s3();
@@ -19,7 +12,7 @@ fn s3_storage_receives_complete_artifacts_and_lists_them() {
     sandbox.raw_config(&format!(
         "[history]\nurl = \"sqlite://history.db\"\n[storage]\nurl = \"s3://{bucket}/nightly/app\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\naccess_key_id = \"{S3_ACCESS_KEY}\"\n[database_backup]\ndatabases = [\"sqlite://{}\"]",
         s3.endpoint,
-        sample_db()
+        sample_db().display()
     ));
     // The secret comes from the environment, as an operator would pass it.
     let out = sandbox
@@ -89,7 +82,7 @@ fn unwritable_storage_fails_the_run_and_records_why() {
     fs::write(sandbox.path().join("not-a-dir"), "x").expect("write");
     sandbox.raw_config(&format!(
         "[history]\nurl = \"sqlite://history.db\"\n[storage]\nurl = \"file://not-a-dir/backups\"\n[database_backup]\ndatabases = [\"sqlite://{}\"]",
-        sample_db()
+        sample_db().display()
     ));
     let out = sandbox.cli(&["backup", "database"]).failure();
     let runs = sandbox.runs();

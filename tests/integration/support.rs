@@ -20,12 +20,21 @@ pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432";
 pub const MYSQL_HOST: &str = "127.0.0.1";
 
 /// The `backup-cli` binary of this build, built from the current sources.
+pub fn cli_path() -> PathBuf {
+    binaries().join("backup-cli")
+}
+
+/// The `backup-worker` binary of this build.
+pub fn worker_path() -> PathBuf {
+    binaries().join("backup-worker")
+}
+
+/// Builds both binaries once per test process and returns their directory.
 ///
 /// `cargo test` does not rebuild another package's binary, so a test run
-/// after an edit would drive a stale one; build it once per test process
-/// (a no-op when it is up to date; cargo has released its lock by the time
-/// tests run).
-pub fn cli_path() -> PathBuf {
+/// after an edit would drive a stale one; build them (a no-op when they are
+/// up to date; cargo has released its lock by the time tests run).
+fn binaries() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
@@ -36,8 +45,8 @@ pub fn cli_path() -> PathBuf {
                 "--locked",
                 "-p",
                 "backup-cli",
-                "--bin",
-                "backup-cli",
+                "-p",
+                "backup-worker",
             ]);
             if !cfg!(debug_assertions) {
                 cargo.arg("--release");
@@ -46,20 +55,24 @@ pub fn cli_path() -> PathBuf {
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .status()
                 .expect("run cargo build");
-            assert!(status.success(), "building backup-cli failed");
-            // target/debug/deps/integration-HASH -> target/debug/backup-cli
+            assert!(
+                status.success(),
+                "building backup-cli and backup-worker failed"
+            );
+            // target/debug/deps/integration-HASH -> target/debug/
             let exe = std::env::current_exe().expect("test binary path");
-            let path = exe
+            let dir = exe
                 .parent()
                 .and_then(Path::parent)
                 .expect("target dir")
-                .join("backup-cli");
-            assert!(
-                path.is_file(),
-                "{} is missing after cargo build",
-                path.display()
-            );
-            path
+                .to_path_buf();
+            for bin in ["backup-cli", "backup-worker"] {
+                assert!(
+                    dir.join(bin).is_file(),
+                    "{bin} is missing after cargo build"
+                );
+            }
+            dir
         })
         .clone()
 }
@@ -139,10 +152,11 @@ impl Sandbox {
         self.path().join("storage")
     }
 
-    /// Writes `backup.toml` with local history and storage plus `extra`.
+    /// Writes `backup.toml`: `extra` (top-level keys and sections other than
+    /// `[history]` and `[storage]`), then local history and storage.
     pub fn config(&self, extra: &str) -> PathBuf {
         let text = format!(
-            "[history]\nurl = \"sqlite://history.db\"\n\n[storage]\nurl = \"file://storage\"\n\n{extra}\n"
+            "{extra}\n\n[history]\nurl = \"sqlite://history.db\"\n\n[storage]\nurl = \"file://storage\"\n"
         );
         self.raw_config(&text)
     }
@@ -233,6 +247,11 @@ impl Sandbox {
         out.sort();
         out
     }
+}
+
+/// The sample SQLite database shipped in `examples/`.
+pub fn sample_db() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sample.sqlite3")
 }
 
 pub fn sha256_file(path: &Path) -> String {
@@ -462,7 +481,7 @@ impl S3 {
 }
 
 #[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe; the closure allocates nothing.
     unsafe {

@@ -1,0 +1,602 @@
+//! The worker: real `backup-worker` processes on the real Redis, running
+//! scheduled and triggered backups of real databases.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::{support::*, workers::*};
+
+const SLOW: Duration = Duration::from_secs(90);
+
+/// Copies the sample SQLite database into the sandbox as `app.sqlite3`.
+fn app_db(sandbox: &Sandbox) {
+    std::fs::copy(sample_db(), sandbox.path().join("app.sqlite3")).expect("copy sample db");
+}
+
+const SQLITE_EVERY_2S: &str = "[database_backup]\nschedule = \"*/2 * * * * *\"\n\
+     databases = [{ name = \"app\", url = \"sqlite://app.sqlite3\" }]\n";
+
+/// Writes the config: `extra` (top-level keys first), the `queue` section
+/// (or none), fast heartbeats and retries, the HTTP listener on `http` (or
+/// off).
+fn config(sandbox: &Sandbox, queue: &str, http: Option<u16>, extra: &str) {
+    let listen = http.map_or(String::new(), |p| format!("127.0.0.1:{p}"));
+    sandbox.config(&format!(
+        "{extra}\n{queue}\n[worker]\nheartbeat_seconds = 1\nshutdown_grace_seconds = 30\n\n\
+         [retry]\nattempts = 3\nbackoff_seconds = 1\nmax_backoff_seconds = 2\n\n\
+         [http]\nlisten = \"{listen}\"\n"
+    ));
+}
+
+fn time(run: &Value, key: &str) -> DateTime<Utc> {
+    run[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} missing in {run}"))
+        .parse()
+        .expect("RFC 3339 time")
+}
+
+fn successes(sandbox: &Sandbox) -> Vec<Value> {
+    runs_oldest_first(sandbox)
+        .into_iter()
+        .filter(|r| r["status"] == "success")
+        .collect()
+}
+
+/// The task id printed by `trigger`.
+fn task_id(out: &Run) -> String {
+    out.stdout
+        .split("task ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no task id in {:?}", out.stdout))
+        .to_string()
+}
+
+#[test]
+fn three_replicas_run_each_fire_time_exactly_once() {
+    let ns = Namespace::new();
+    let sandbox = Sandbox::new();
+    app_db(&sandbox);
+    config(&sandbox, &ns.section(), None, SQLITE_EVERY_2S);
+    sandbox.cli(&["schedules", "setup"]).success();
+
+    let mut workers: Vec<Worker> = (0..3)
+        .map(|i| Worker::start(&sandbox, &i.to_string()))
+        .collect();
+    wait_for(SLOW, "8 successful runs", || {
+        (successes(&sandbox).len() >= 8).then_some(())
+    });
+    for w in &workers {
+        w.signal(libc::SIGTERM);
+    }
+    for w in &mut workers {
+        assert!(
+            w.wait_exit(Duration::from_secs(40)).success(),
+            "{}",
+            w.log()
+        );
+    }
+
+    let runs = runs_oldest_first(&sandbox);
+    let ids: Vec<String> = workers.iter().map(Worker::id).collect();
+    let mut fires = Vec::new();
+    for run in &runs {
+        assert_eq!(run["status"], "success", "{run}");
+        assert!(
+            run["trigger"] == "schedule" || run["trigger"] == "catch_up",
+            "{run}"
+        );
+        assert_eq!(run["attempt"], 1, "{run}");
+        assert!(run["task_id"].is_string(), "{run}");
+        assert!(
+            ids.contains(&run["worker"].as_str().expect("worker").to_string()),
+            "{run}"
+        );
+        fires.push(time(run, "scheduled_for"));
+    }
+    fires.sort();
+    let mut unique = fires.clone();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        fires.len(),
+        "a fire time ran twice: {fires:?}"
+    );
+    for pair in fires.windows(2) {
+        assert_eq!(
+            (pair[1] - pair[0]).num_seconds(),
+            2,
+            "a fire time was skipped: {fires:?}"
+        );
+    }
+}
+
+#[test]
+fn a_killed_workers_backup_is_finished_as_lost_and_run_again_by_another() {
+    let ns = Namespace::new();
+    let sandbox = Sandbox::new();
+    let db = PgDb::create();
+    db.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i");
+    let flag = sandbox.path().join("first-dump-started");
+    // The first dump hangs (the worker running it is killed); later ones run.
+    script(
+        &sandbox.path().join("slow-pg_dump"),
+        &format!(
+            "[ \"$1\" = --version ] && exec pg_dump \"$@\"\n\
+             if [ ! -e '{0}' ]; then touch '{0}'; sleep 60; fi\nexec pg_dump \"$@\"",
+            flag.display()
+        ),
+    );
+    config(
+        &sandbox,
+        &ns.section(),
+        None,
+        &format!(
+            "[tools]\npg_dump = \"./slow-pg_dump\"\n\n[database_backup]\ndatabases = [\"{}\"]\n",
+            db.url()
+        ),
+    );
+    let workers = [Worker::start(&sandbox, "a"), Worker::start(&sandbox, "b")];
+    let task = task_id(&sandbox.cli(&["trigger", "database"]).success());
+
+    let running = wait_for(SLOW, "the backup to start", || {
+        runs_oldest_first(&sandbox)
+            .into_iter()
+            .find(|r| r["status"] == "running")
+    });
+    // Kill it mid-dump: once the dump tool is running.
+    wait_for(SLOW, "the dump to start", || flag.exists().then_some(()));
+    let victim = workers
+        .iter()
+        .find(|w| running["worker"] == w.id())
+        .expect("the run belongs to one of the workers");
+    victim.signal(libc::SIGKILL);
+
+    // Recovery bound: 3 missed heartbeats (3 s here; 30 s by default) plus
+    // the target lock expiring (the same), plus polling.
+    let done = wait_for(
+        Duration::from_secs(60),
+        "the job to run again and succeed",
+        || {
+            runs_oldest_first(&sandbox)
+                .into_iter()
+                .find(|r| r["task_id"] == task.as_str() && r["status"] == "success")
+        },
+    );
+    assert_ne!(
+        done["worker"], running["worker"],
+        "the dead worker cannot have finished it"
+    );
+
+    let lost = sandbox
+        .cli(&["runs", "show", &running["id"].to_string(), "--json"])
+        .success()
+        .json();
+    assert_eq!(lost["status"], "failed", "{lost}");
+    let error = lost["error_message"].as_str().expect("error");
+    assert!(error.contains("worker lost"), "{error}");
+    assert_eq!(lost["task_id"], task.as_str());
+
+    // Nothing of the killed run is visible: only the successful artifact
+    // and its manifest (an interrupted upload stays under .partial/).
+    let visible: Vec<String> = sandbox
+        .stored_files()
+        .into_iter()
+        .filter(|f| !f.starts_with(".partial"))
+        .collect();
+    let artifact = done["artifact"].as_str().expect("artifact").to_string();
+    assert_eq!(
+        visible,
+        vec![artifact.clone(), format!("{artifact}.manifest.json")]
+    );
+}
+
+#[test]
+fn transient_failures_are_retried_with_a_row_per_attempt_then_given_up() {
+    let ns = Namespace::new();
+    let sandbox = Sandbox::new();
+    // Nothing listens there: a connection error, which may pass.
+    let url = format!("postgres://postgres@127.0.0.1:{}/app", closed_port());
+    config(
+        &sandbox,
+        &ns.section(),
+        None,
+        &format!("[database_backup]\ndatabases = [\"{url}\"]\n"),
+    );
+    let _worker = Worker::start(&sandbox, "a");
+
+    let out = sandbox.cli(&["trigger", "database", "--wait"]);
+    let task = task_id(&out);
+    let out = out.failure();
+    assert!(out.stdout.contains("app: failed (run "), "{}", out.stdout);
+
+    let runs = runs_oldest_first(&sandbox);
+    let attempts: Vec<i64> = runs
+        .iter()
+        .map(|r| r["attempt"].as_i64().expect("attempt"))
+        .collect();
+    assert_eq!(attempts, [1, 2, 3], "{runs:#?}");
+    for run in &runs {
+        assert_eq!(run["status"], "failed");
+        assert_eq!(run["task_id"], task.as_str());
+        assert_eq!(run["trigger"], "manual");
+        assert!(
+            run["error_message"]
+                .as_str()
+                .expect("error")
+                .contains("Connection refused"),
+            "{run}"
+        );
+    }
+    // Exponential backoff: 1 s, then 2 s.
+    let gap =
+        |a: &Value, b: &Value| (time(b, "started_at") - time(a, "completed_at")).num_milliseconds();
+    assert!(gap(&runs[0], &runs[1]) >= 1000, "{runs:#?}");
+    assert!(gap(&runs[1], &runs[2]) >= 2000, "{runs:#?}");
+    // The backend finished the job as dead: it will not run it again on its own.
+    let dead = ns.redis(&["SISMEMBER", &format!("{}:database:dead", ns.name), &task]);
+    assert_eq!(dead.trim(), "1", "the job is not in the dead set");
+}
+
+#[test]
+fn permanent_errors_are_not_retried() {
+    let ns = Namespace::new();
+    let sandbox = Sandbox::new();
+    let url = format!("{PG_URL}/{}", unique("missing"));
+    config(
+        &sandbox,
+        &ns.section(),
+        None,
+        &format!("[database_backup]\ndatabases = [\"{url}\"]\n"),
+    );
+    let _worker = Worker::start(&sandbox, "a");
+
+    let out = sandbox.cli(&["trigger", "database", "--wait"]).failure();
+    assert!(out.stdout.contains("does not exist"), "{}", out.stdout);
+    let runs = runs_oldest_first(&sandbox);
+    let run = only(&runs);
+    assert_eq!(run["attempt"], 1);
+    assert_eq!(run["status"], "failed");
+}
+
+#[test]
+fn trigger_enqueues_for_the_workers_and_wait_reports_the_outcome() {
+    let ns = Namespace::new();
+    let sandbox = Sandbox::new();
+    app_db(&sandbox);
+    std::fs::create_dir(sandbox.path().join("media")).expect("media dir");
+    std::fs::write(sandbox.path().join("media/a.txt"), "hello").expect("file");
+    config(
+        &sandbox,
+        &ns.section(),
+        None,
+        "[database_backup]\ndatabases = [{ name = \"app\", url = \"sqlite://app.sqlite3\" }, \
+         { name = \"copy\", url = \"sqlite://app.sqlite3\" }]\n\n\
+         [media_backup]\npaths = [\"media\"]\n",
+    );
+    let _worker = Worker::start(&sandbox, "a");
+
+    let out = sandbox.cli(&["trigger", "database", "--wait"]).success();
+    assert!(
+        out.stdout
+            .contains("enqueued database backup of app: task "),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("enqueued database backup of copy: task "),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("app: success (run "), "{}", out.stdout);
+    assert!(out.stdout.contains("copy: success (run "), "{}", out.stdout);
+    let out = sandbox
+        .cli(&["trigger", "media", "--target", "media", "--wait"])
+        .success();
+    assert!(
+        out.stdout.contains("media: success (run "),
+        "{}",
+        out.stdout
+    );
+
+    let runs = runs_oldest_first(&sandbox);
+    assert_eq!(runs.len(), 3, "{runs:#?}");
+    for run in &runs {
+        assert_eq!(run["trigger"], "manual");
+        assert_eq!(run["status"], "success");
+        assert!(run["task_id"].is_string());
+        assert!(run["scheduled_for"].is_null());
+    }
+    let err = sandbox
+        .cli(&["trigger", "database", "--target", "nope"])
+        .failure();
+    assert!(
+        err.stderr.contains("no target named \"nope\""),
+        "{}",
+        err.stderr
+    );
+}
+
+#[test]
+fn trigger_without_a_queue_points_to_backup() {
+    let sandbox = Sandbox::new();
+    app_db(&sandbox);
+    sandbox.config("[database_backup]\ndatabases = [\"sqlite://app.sqlite3\"]");
+    let out = sandbox.cli(&["trigger", "database"]).failure();
+    assert!(
+        out.stderr.contains("no [queue] is configured"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("backup-cli backup database"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn schedule_changes_reach_a_running_worker_without_a_restart() {
+    let ns = Namespace::new();
+    let sandbox = Sandbox::new();
+    app_db(&sandbox);
+    let yearly = "[database_backup]\nschedule = \"0 0 1 1 *\"\n\
+                  databases = [{ name = \"app\", url = \"sqlite://app.sqlite3\" }]\n";
+    config(&sandbox, &ns.section(), None, yearly);
+    sandbox.cli(&["schedules", "setup"]).success();
+    let worker = Worker::start(&sandbox, "a");
+    wait_for(SLOW, "the worker to load the schedules", || {
+        worker.log().contains("schedules loaded").then_some(())
+    });
+
+    config(&sandbox, &ns.section(), None, SQLITE_EVERY_2S);
+    let out = sandbox.cli(&["schedules", "setup"]).success();
+    assert!(out.stdout.contains("updated database"), "{}", out.stdout);
+    let changed = std::time::Instant::now();
+    wait_for(Duration::from_secs(30), "a run of the new schedule", || {
+        successes(&sandbox).first().cloned()
+    });
+    assert!(changed.elapsed() < Duration::from_secs(30));
+
+    sandbox.cli(&["schedules", "remove"]).success();
+    wait_for(
+        Duration::from_secs(30),
+        "the worker to drop the schedule",
+        || worker.log().contains("\"schedules\":\"[]\"").then_some(()),
+    );
+    // Once dropped, no fire follows: two periods of the old schedule pass
+    // without a new run.
+    let before = sandbox.runs().len();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        sandbox.runs().len(),
+        before,
+        "the removed schedule still fires"
+    );
+}
+
+#[test]
+fn sigterm_lets_the_running_backup_finish_then_exits_0() {
+    let ns = Namespace::new();
+    let sandbox = Sandbox::new();
+    let db = PgDb::create();
+    db.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i");
+    script(
+        &sandbox.path().join("slow-pg_dump"),
+        "[ \"$1\" = --version ] && exec pg_dump \"$@\"\nsleep 3\nexec pg_dump \"$@\"",
+    );
+    config(
+        &sandbox,
+        &ns.section(),
+        None,
+        &format!(
+            "[tools]\npg_dump = \"./slow-pg_dump\"\n\n[database_backup]\ndatabases = [\"{}\"]\n",
+            db.url()
+        ),
+    );
+    let mut worker = Worker::start(&sandbox, "a");
+    sandbox.cli(&["trigger", "database"]).success();
+    wait_for(SLOW, "the backup to start", || {
+        sandbox
+            .runs()
+            .into_iter()
+            .find(|r| r["status"] == "running")
+    });
+    worker.signal(libc::SIGTERM);
+    let status = worker.wait_exit(Duration::from_secs(40));
+    assert!(status.success(), "exit {status:?}\n{}", worker.log());
+    let run = only(&sandbox.runs()).clone();
+    assert_eq!(run["status"], "success", "{run}");
+}
+
+#[test]
+fn workers_survive_a_redis_restart_and_health_follows_it() {
+    let mut redis = PrivateRedis::start();
+    let ns = Namespace::on(&redis.url());
+    let sandbox = Sandbox::new();
+    app_db(&sandbox);
+    let port = closed_port();
+    config(&sandbox, &ns.section(), Some(port), SQLITE_EVERY_2S);
+    sandbox.cli(&["schedules", "setup"]).success();
+    let worker = Worker::start(&sandbox, "a");
+    wait_for(SLOW, "/healthz 200", || {
+        http_get(port, "/healthz").filter(|(c, _)| *c == 200)
+    });
+    wait_for(SLOW, "a first run", || successes(&sandbox).first().cloned());
+
+    redis.stop();
+    let (_, body) = wait_for(SLOW, "/healthz 503 while Redis is down", || {
+        http_get(port, "/healthz").filter(|(c, _)| *c == 503)
+    });
+    assert!(body.contains("queue"), "{body}");
+    redis.restart();
+    let restarted = Utc::now();
+    wait_for(SLOW, "/healthz 200 again", || {
+        http_get(port, "/healthz").filter(|(c, _)| *c == 200)
+    });
+    wait_for(SLOW, "a run after Redis came back", || {
+        successes(&sandbox)
+            .into_iter()
+            .find(|r| time(r, "started_at") > restarted)
+    });
+    assert!(worker.log().contains("backup job enqueued"));
+}
+
+#[test]
+fn a_missed_fire_is_caught_up_once_when_a_worker_starts() {
+    let ns = Namespace::new();
+    let sandbox = Sandbox::new();
+    app_db(&sandbox);
+    let every_3s = "[database_backup]\nschedule = \"*/3 * * * * *\"\n\
+                    databases = [{ name = \"app\", url = \"sqlite://app.sqlite3\" }]\n";
+    config(&sandbox, &ns.section(), None, every_3s);
+    sandbox.cli(&["schedules", "setup"]).success();
+    // No worker runs while at least two fire times pass.
+    let setup = Utc::now();
+    std::thread::sleep(Duration::from_secs(7));
+    let _worker = Worker::start(&sandbox, "a");
+    let first = wait_for(SLOW, "a catch-up run", || {
+        successes(&sandbox).first().cloned()
+    });
+    assert_eq!(first["trigger"], "catch_up", "{first}");
+    let missed = time(&first, "scheduled_for");
+    assert!(
+        missed > setup && missed <= time(&first, "started_at"),
+        "{first}"
+    );
+    // Only the latest miss is caught up; then the schedule carries on.
+    let second = wait_for(SLOW, "a scheduled run", || {
+        successes(&sandbox).get(1).cloned()
+    });
+    assert_eq!(second["trigger"], "schedule", "{second}");
+    assert_eq!(
+        (time(&second, "scheduled_for") - missed).num_seconds(),
+        3,
+        "{second}"
+    );
+    let catch_ups = successes(&sandbox)
+        .iter()
+        .filter(|r| r["trigger"] == "catch_up")
+        .count();
+    assert_eq!(catch_ups, 1);
+}
+
+#[test]
+fn healthz_and_metrics_report_the_worker() {
+    let ns = Namespace::new();
+    let sandbox = Sandbox::new();
+    app_db(&sandbox);
+    let port = closed_port();
+    config(
+        &sandbox,
+        &ns.section(),
+        Some(port),
+        "[database_backup]\ndatabases = [{ name = \"app\", url = \"sqlite://app.sqlite3\" }]\n",
+    );
+    let _worker = Worker::start(&sandbox, "a");
+    let (_, body) = wait_for(SLOW, "/healthz 200", || {
+        http_get(port, "/healthz").filter(|(c, _)| *c == 200)
+    });
+    assert!(body.contains("\"ok\""), "{body}");
+    sandbox.cli(&["trigger", "database", "--wait"]).success();
+
+    let (code, metrics) = http_get(port, "/metrics").expect("metrics");
+    assert_eq!(code, 200);
+    for line in [
+        "backup_runs_total{type=\"database\",target=\"app\",status=\"success\"} 1",
+        "backup_queue_depth{queue=\"database\"} 0",
+        "backup_run_duration_seconds_count{type=\"database\",target=\"app\"} 1",
+        "backup_last_success_timestamp_seconds{type=\"database\",target=\"app\"}",
+        "backup_artifact_bytes{type=\"database\",target=\"app\"}",
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in:\n{metrics}");
+    }
+    assert_eq!(http_get(port, "/nope").map(|(c, _)| c), Some(404));
+}
+
+#[test]
+fn single_process_mode_runs_schedules_and_refuses_a_second_instance() {
+    let sandbox = Sandbox::new();
+    app_db(&sandbox);
+    config(&sandbox, "", None, SQLITE_EVERY_2S);
+    sandbox.cli(&["schedules", "setup"]).success();
+    let mut first = Worker::start(&sandbox, "a");
+    wait_for(SLOW, "2 scheduled runs", || {
+        (successes(&sandbox).len() >= 2).then_some(())
+    });
+
+    let mut second = Worker::start(&sandbox, "b");
+    let status = second.wait_exit(Duration::from_secs(30));
+    assert!(!status.success());
+    assert!(
+        second.log().contains("another backup-worker already runs"),
+        "{}",
+        second.log()
+    );
+
+    first.signal(libc::SIGTERM);
+    assert!(
+        first.wait_exit(Duration::from_secs(30)).success(),
+        "{}",
+        first.log()
+    );
+    let runs = runs_oldest_first(&sandbox);
+    assert!(
+        runs.iter()
+            .all(|r| r["status"] == "success" && r["worker"] == first.id().as_str())
+    );
+    assert!(
+        runs.iter()
+            .all(|r| r["trigger"] != "manual" && r["task_id"].is_string())
+    );
+}
+
+#[test]
+fn maintenance_finishes_lost_runs_and_prunes_old_history() {
+    let sandbox = Sandbox::new();
+    app_db(&sandbox);
+    config(
+        &sandbox,
+        "",
+        None,
+        "history_retention_days = 30\n\n[database_backup]\ndatabases = [{ name = \"app\", url = \"sqlite://app.sqlite3\" }]\n",
+    );
+    // Two finished runs, one then made 40 days old, and a run left
+    // `running` by a process that died an hour ago.
+    sandbox.cli(&["backup", "database"]).success();
+    sandbox.cli(&["backup", "database"]).success();
+    let history = sandbox.path().join("history.db");
+    sh(&format!(
+        "sqlite3 '{0}' \"UPDATE backup_runs SET started_at = '2020-01-01T00:00:00+00:00' WHERE id = 1;
+          INSERT INTO backup_runs (backup_type, target, status, \\\"trigger\\\", attempt, worker, started_at, error_message)
+          VALUES ('database', 'app', 'running', 'manual', 1, 'gone-host:4242', strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now', '-1 hour'), '')\"",
+        history.display()
+    ));
+    // The maintenance schedule fires every 2 s here (daily by default).
+    let text = std::fs::read_to_string(sandbox.path().join("backup.toml")).expect("config");
+    sandbox.raw_config(&text.replace(
+        "heartbeat_seconds = 1\n",
+        "heartbeat_seconds = 1\nmaintenance_schedule = \"*/2 * * * * *\"\n",
+    ));
+    let _worker = Worker::start(&sandbox, "a");
+    let runs = wait_for(SLOW, "maintenance to prune and repair", || {
+        let runs = runs_oldest_first(&sandbox);
+        (runs.len() == 2 && runs.iter().all(|r| r["status"] != "running")).then_some(runs)
+    });
+    let kept = runs
+        .iter()
+        .find(|r| r["id"] == 2)
+        .expect("the recent run is kept");
+    assert_eq!(kept["status"], "success");
+    let lost = runs
+        .iter()
+        .find(|r| r["worker"] == "gone-host:4242")
+        .expect("the lost run");
+    assert_eq!(lost["status"], "failed");
+    let error = lost["error_message"].as_str().expect("error");
+    assert!(error.contains("worker lost"), "{error}");
+}
