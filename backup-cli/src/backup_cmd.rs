@@ -6,7 +6,9 @@ use backup_core::{
     backup::{self, Context, Report, Request},
     config::Settings,
     history::{BackupType, RunStatus},
+    jobs::{self, Locks},
     pipeline::Progress,
+    queue::Queue,
 };
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -44,6 +46,7 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
     // Resolve the targets before opening anything, so a typo changes nothing.
     backup::select(&settings, &types, args.target.as_deref())?;
     let ctx = Context::open(settings).await?;
+    let locks = target_locks(&ctx).await;
     let mut runs = Vec::new();
     let mut failed = 0;
     for target in backup::select(&ctx.settings, &types, args.target.as_deref())? {
@@ -54,7 +57,21 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
                 progress.clone(),
             )
         });
+        let held = match &locks {
+            Some(locks) => {
+                let name = jobs::lock_name(target.backup_type(), target.name());
+                Some(
+                    locks
+                        .acquire(&name, ctx.settings.worker.lost_after())
+                        .await?,
+                )
+            }
+            None => None,
+        };
         let report = backup::run(&ctx, target, &Request::manual(), progress).await;
+        if let Some(held) = held {
+            held.release().await;
+        }
         if let Some((bar, ticker)) = bar {
             ticker.abort();
             bar.finish_and_clear();
@@ -80,6 +97,22 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// With a queue configured, backups here take the same per-target lock as
+/// the workers, so they never overlap a worker's backup of the target.
+async fn target_locks(ctx: &Context) -> Option<Locks> {
+    let settings = ctx.settings.queue.as_ref()?;
+    match Queue::connect(settings).await {
+        Ok(queue) => Some(Locks::Redis(queue)),
+        Err(e) => {
+            eprintln!(
+                "warning: {e}; backing up without the per-target lock, so a worker may back up \
+                 the same target at the same time"
+            );
+            None
+        }
+    }
 }
 
 fn spinner(label: &str, progress: Progress) -> (ProgressBar, tokio::task::JoinHandle<()>) {

@@ -129,10 +129,10 @@ async fn open(settings: &Settings, dry_run: bool) -> anyhow::Result<Option<Histo
     if !dry_run {
         return Ok(Some(History::open(&settings.history.url).await?));
     }
-    if let backup_core::config::HistoryUrl::Sqlite(path) = &settings.history.url {
-        if !path.exists() {
-            return Ok(None);
-        }
+    if let backup_core::config::HistoryUrl::Sqlite(path) = &settings.history.url
+        && !path.exists()
+    {
+        return Ok(None);
     }
     let history = History::connect(&settings.history.url).await?;
     // Before `migrate` there is no schedules table: nothing is stored.

@@ -70,10 +70,21 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut failed = false;
+    let started = std::time::Instant::now();
+    let mut hinted = false;
     for (target, task_id) in tasks {
         let result = loop {
             if let Some(result) = queue.result(&task_id).await? {
                 break result;
+            }
+            if !hinted && started.elapsed() > Duration::from_secs(30) {
+                hinted = true;
+                eprintln!(
+                    "still waiting; is a backup-worker running on {} (namespace {:?})? \
+                     Ctrl-C stops waiting, the job stays queued",
+                    queue.url(),
+                    queue_settings.namespace
+                );
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         };

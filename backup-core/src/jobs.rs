@@ -130,6 +130,12 @@ impl Locks {
     }
 }
 
+/// The lock every backup of a target takes (worker jobs and `backup-cli
+/// backup` alike).
+pub fn lock_name(backup_type: BackupType, target: &str) -> String {
+    format!("{backup_type}:{target}")
+}
+
 /// What the handlers need.
 #[derive(Debug, Clone)]
 pub struct Runner {
@@ -190,10 +196,12 @@ async fn attempts(runner: &Runner, job: &BackupJob, task_id: &str) -> Result<Bac
         }
     };
     let target = targets[0];
-    let lock_name = format!("{}:{}", job.backup_type, job.target);
     let held = runner
         .locks
-        .acquire(&lock_name, settings.worker.lost_after())
+        .acquire(
+            &lock_name(job.backup_type, &job.target),
+            settings.worker.lost_after(),
+        )
         .await
         .map_err(|e| fail(e.to_string(), None))?;
     let result = async {
@@ -253,10 +261,7 @@ async fn attempts(runner: &Runner, job: &BackupJob, task_id: &str) -> Result<Bac
 }
 
 fn record_metrics(run: &BackupRun) {
-    let labels = [
-        ("type", run.backup_type.as_str().to_string()),
-        ("target", run.target.clone()),
-    ];
+    let labels = metric_labels(run);
     let mut with_status = labels.to_vec();
     with_status.push(("status", run.status.as_str().to_string()));
     metrics::counter!("backup_runs_total", &with_status).increment(1);
@@ -264,13 +269,26 @@ fn record_metrics(run: &BackupRun) {
         metrics::histogram!("backup_run_duration_seconds", &labels).record(seconds);
     }
     if run.status == RunStatus::Success {
-        if let Some(size) = run.size_bytes {
-            metrics::gauge!("backup_artifact_bytes", &labels).set(size as f64);
-        }
-        let at = run.completed_at.unwrap_or(run.started_at);
-        metrics::gauge!("backup_last_success_timestamp_seconds", &labels)
-            .set(at.timestamp() as f64);
+        record_success(run);
     }
+}
+
+fn metric_labels(run: &BackupRun) -> [(&'static str, String); 2] {
+    [
+        ("type", run.backup_type.as_str().to_string()),
+        ("target", run.target.clone()),
+    ]
+}
+
+/// Sets the per-target gauges of a successful run: its time
+/// (`backup_last_success_timestamp_seconds`) and artifact size.
+pub fn record_success(run: &BackupRun) {
+    let labels = metric_labels(run);
+    if let Some(size) = run.size_bytes {
+        metrics::gauge!("backup_artifact_bytes", &labels).set(size as f64);
+    }
+    let at = run.completed_at.unwrap_or(run.started_at);
+    metrics::gauge!("backup_last_success_timestamp_seconds", &labels).set(at.timestamp() as f64);
 }
 
 /// Finishes a run whose process is gone as `failed`.
@@ -324,10 +342,17 @@ pub struct MaintenanceReport {
     pub deleted_runs: u64,
     /// Lost runs finished as failed.
     pub lost_runs: usize,
+    /// Unfinished local uploads of killed runs removed from `.partial/`.
+    pub partial_files: usize,
 }
 
+/// Unfinished uploads older than this are leftovers of killed runs (a live
+/// backup writes its partial file continuously).
+const PARTIAL_AGE: Duration = Duration::from_secs(24 * 3600);
+
 /// The maintenance job: deletes history older than
-/// `history_retention_days` and finishes lost runs.
+/// `history_retention_days`, finishes lost runs, and removes a day-old
+/// unfinished local uploads.
 ///
 /// # Errors
 ///
@@ -346,9 +371,11 @@ pub async fn run_maintenance(
         .map(|r| r.id)
         .collect();
     let deleted_runs = ctx.history.delete(&old).await?;
-    tracing::info!(deleted_runs, lost_runs, "maintenance done");
+    let partial_files = ctx.storage.prune_partials(PARTIAL_AGE).await?;
+    tracing::info!(deleted_runs, lost_runs, partial_files, "maintenance done");
     Ok(MaintenanceReport {
         deleted_runs,
         lost_runs,
+        partial_files,
     })
 }

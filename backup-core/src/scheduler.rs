@@ -103,15 +103,12 @@ pub fn catch_up(schedules: &[StoredSchedule], now: DateTime<Utc>, window: TimeDe
         {
             plan.run.push(fire(s, latest, Trigger::CatchUp));
         }
-        if from < horizon {
-            if let Some(old) = s
-                .schedule
-                .cron
-                .next_after(tz, from)
-                .filter(|t| *t <= horizon)
-            {
-                plan.skipped.push((s.schedule.name.clone(), old));
-            }
+        let older_miss = (from < horizon)
+            .then(|| s.schedule.cron.next_after(tz, from))
+            .flatten()
+            .filter(|t| *t <= horizon);
+        if let Some(old) = older_miss {
+            plan.skipped.push((s.schedule.name.clone(), old));
         }
     }
     plan

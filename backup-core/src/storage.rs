@@ -54,6 +54,15 @@ pub enum StorageError {
         #[source]
         source: Box<opendal::Error>,
     },
+    /// A local file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A manifest could not be parsed.
     #[error("manifest {key} is not valid: {message}")]
     BadManifest {
@@ -98,6 +107,7 @@ impl StorageError {
                 source.kind(),
                 ErrorKind::PermissionDenied | ErrorKind::ConfigInvalid | ErrorKind::NotFound
             ),
+            StorageError::Io { .. } => false,
         }
     }
 }
@@ -272,6 +282,44 @@ impl Storage {
             .delete(key)
             .await
             .map_err(op_err("delete", key))
+    }
+}
+
+impl Storage {
+    /// Removes unfinished local writes older than `age` from `.partial/`:
+    /// the leftovers of processes killed mid-backup. Returns how many went.
+    /// (On S3, abandoned multipart uploads are the bucket's lifecycle rule's
+    /// job.)
+    ///
+    /// # Errors
+    ///
+    /// When the directory cannot be read.
+    pub async fn prune_partials(&self, age: std::time::Duration) -> Result<usize, StorageError> {
+        let StorageUrl::Fs { root } = &self.settings.url else {
+            return Ok(0);
+        };
+        let dir = root.join(PARTIAL_DIR);
+        let io_err = |e: std::io::Error| StorageError::Io {
+            context: format!("cleaning {}", dir.display()),
+            source: e,
+        };
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_err(e)),
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|e| e > age));
+            if old && entry.file_type().is_ok_and(|t| t.is_file()) {
+                std::fs::remove_file(entry.path()).map_err(io_err)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 }
 

@@ -16,7 +16,8 @@ use apalis::prelude::Event;
 use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use backup_core::{
     backup::Context,
-    history::BackupType,
+    history::{BackupType, RunFilter, RunStatus},
+    jobs,
     queue::{self, Queue},
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -86,20 +87,16 @@ impl Health {
         )
         .unwrap_or_default();
         for target in targets {
-            let filter = crate::last_success_filter(target.name());
-            if let Ok(runs) = ctx.history.list(&filter).await {
-                if let Some(run) = runs.iter().find(|r| r.backup_type == target.backup_type()) {
-                    let labels = [
-                        ("type", run.backup_type.as_str().to_string()),
-                        ("target", run.target.clone()),
-                    ];
-                    let at = run.completed_at.unwrap_or(run.started_at);
-                    metrics::gauge!("backup_last_success_timestamp_seconds", &labels)
-                        .set(at.timestamp() as f64);
-                    if let Some(size) = run.size_bytes {
-                        metrics::gauge!("backup_artifact_bytes", &labels).set(size as f64);
-                    }
-                }
+            let filter = RunFilter {
+                status: Some(RunStatus::Success),
+                backup_type: Some(target.backup_type()),
+                target: Some(target.name().to_string()),
+                limit: 1,
+                ..RunFilter::default()
+            };
+            match ctx.history.list(&filter).await {
+                Ok(runs) => runs.iter().for_each(jobs::record_success),
+                Err(e) => tracing::warn!(error = %e, "cannot read the last successful runs"),
             }
         }
     }

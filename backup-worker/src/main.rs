@@ -17,7 +17,6 @@ use backup_core::{
     Error,
     backup::{self, Context},
     config::{self, QueueSettings},
-    history::{RunFilter, RunStatus},
     jobs::{self, BackupJob, Locks, MaintenanceJob, Runner},
     queue::{self, Queue},
     scheduler::{self, Dispatch},
@@ -219,16 +218,5 @@ impl Dispatch for RedisDispatch {
             .push(queue::MAINTENANCE, &job, Some(&key))
             .await?
             .is_some())
-    }
-}
-
-/// The newest successful run of each configured target, for the
-/// `backup_last_success_timestamp_seconds` gauge after a restart.
-pub(crate) fn last_success_filter(target: &str) -> RunFilter {
-    RunFilter {
-        status: Some(RunStatus::Success),
-        target: Some(target.to_string()),
-        limit: 1,
-        ..RunFilter::default()
     }
 }

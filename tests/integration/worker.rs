@@ -576,6 +576,12 @@ fn maintenance_finishes_lost_runs_and_prunes_old_history() {
           VALUES ('database', 'app', 'running', 'manual', 1, 'gone-host:4242', strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now', '-1 hour'), '')\"",
         history.display()
     ));
+    // Leftovers of killed uploads: one two days old, one being written.
+    let partial = sandbox.storage().join(".partial");
+    sh(&format!(
+        "mkdir -p '{0}' && touch -d '2 days ago' '{0}/old-upload' && touch '{0}/live-upload'",
+        partial.display()
+    ));
     // The maintenance schedule fires every 2 s here (daily by default).
     let text = std::fs::read_to_string(sandbox.path().join("backup.toml")).expect("config");
     sandbox.raw_config(&text.replace(
@@ -599,4 +605,52 @@ fn maintenance_finishes_lost_runs_and_prunes_old_history() {
     assert_eq!(lost["status"], "failed");
     let error = lost["error_message"].as_str().expect("error");
     assert!(error.contains("worker lost"), "{error}");
+    wait_for(SLOW, "the old partial upload to go", || {
+        (!partial.join("old-upload").exists()).then_some(())
+    });
+    assert!(
+        partial.join("live-upload").exists(),
+        "a fresh partial upload was removed"
+    );
+}
+
+#[test]
+fn backups_of_one_target_never_overlap_across_workers_and_the_cli() {
+    let ns = Namespace::new();
+    let sandbox = Sandbox::new();
+    let db = PgDb::create();
+    db.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i");
+    script(
+        &sandbox.path().join("slow-pg_dump"),
+        "[ \"$1\" = --version ] && exec pg_dump \"$@\"\nsleep 2\nexec pg_dump \"$@\"",
+    );
+    config(
+        &sandbox,
+        &ns.section(),
+        None,
+        &format!(
+            "[tools]\npg_dump = \"./slow-pg_dump\"\n\n[database_backup]\ndatabases = [\"{}\"]\n",
+            db.url()
+        ),
+    );
+    let _workers = [Worker::start(&sandbox, "a"), Worker::start(&sandbox, "b")];
+    sandbox.cli(&["trigger", "database"]).success();
+    sandbox.cli(&["trigger", "database"]).success();
+    // The CLI takes the same per-target lock as the workers.
+    sandbox.cli(&["backup", "database"]).success();
+    let runs = wait_for(SLOW, "three successful runs", || {
+        let runs = successes(&sandbox);
+        (runs.len() == 3).then_some(runs)
+    });
+    let mut spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = runs
+        .iter()
+        .map(|r| (time(r, "started_at"), time(r, "completed_at")))
+        .collect();
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].0,
+            "two backups of one target overlapped: {spans:?}"
+        );
+    }
 }
