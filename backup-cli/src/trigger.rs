@@ -83,7 +83,7 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
                     "still waiting; is a backup-worker running on {} (namespace {:?})? \
                      Ctrl-C stops waiting, the job stays queued",
                     queue.url(),
-                    queue_settings.namespace
+                    queue.namespace()
                 );
             }
             tokio::time::sleep(Duration::from_millis(500)).await;

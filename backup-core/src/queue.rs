@@ -137,6 +137,11 @@ impl Queue {
         &self.url
     }
 
+    /// The key prefix (`queue.namespace`).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// The full name of queue `kind` (`{namespace}:{kind}`).
     pub fn name(&self, kind: &str) -> String {
         format!("{}:{kind}", self.namespace)

@@ -123,7 +123,7 @@ async fn run_queue(
     // Unique per process and per restart: apalis refuses a name that is
     // still registered, and two replicas must never share one.
     let base = backup::worker_id().replace(':', "-");
-    tracing::info!(queue = %queue.url(), namespace = %queue.name(""), worker = %base, "starting queue workers");
+    tracing::info!(queue = %queue.url(), namespace = %queue.namespace(), worker = %base, "starting queue workers");
 
     let mut monitor = Monitor::new();
     for kind in [queue::DATABASE, queue::MEDIA] {

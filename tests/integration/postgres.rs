@@ -365,15 +365,14 @@ fn pg_dump_killed_half_way_fails_the_run_and_leaves_no_artifact() {
 fn history_can_live_in_postgresql() {
     let history = PgDb::create();
     let sandbox = Sandbox::new();
-    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sample.sqlite3");
     sandbox.raw_config(&format!(
         "[history]\nurl = \"{}\"\n[storage]\nurl = \"file://storage\"\n[database_backup]\ndatabases = [\"sqlite://{}\"]",
         history.url(),
-        sample.display()
+        sample_db().display()
     ));
     let first = sandbox.cli(&["migrate"]).success();
     assert!(
-        first.stdout.contains("1 migration(s) applied"),
+        first.stdout.contains("2 migration(s) applied"),
         "{}",
         first.stdout
     );

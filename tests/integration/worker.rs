@@ -521,15 +521,37 @@ fn healthz_and_metrics_report_the_worker() {
 #[test]
 fn single_process_mode_runs_schedules_and_refuses_a_second_instance() {
     let sandbox = Sandbox::new();
-    app_db(&sandbox);
     config(&sandbox, "", None, SQLITE_EVERY_2S);
+    single_process(&sandbox);
+}
+
+#[test]
+fn single_process_mode_on_postgresql_history() {
+    let history = PgDb::create();
+    let sandbox = Sandbox::new();
+    config(&sandbox, "", None, SQLITE_EVERY_2S);
+    let text = std::fs::read_to_string(sandbox.path().join("backup.toml")).expect("config");
+    sandbox.raw_config(&text.replace("sqlite://history.db", &history.url()));
+    single_process(&sandbox);
+    let rows = history
+        .psql("SELECT count(*) FROM backup_runs WHERE status = 'success' AND task_id IS NOT NULL");
+    assert!(rows.trim().parse::<u32>().expect("count") >= 2, "{rows}");
+    let fired = history
+        .psql("SELECT last_fire_at IS NOT NULL FROM backup_schedules WHERE name = 'database'");
+    assert_eq!(fired.trim(), "t");
+}
+
+/// Schedules run in-process (no `[queue]`); a second worker on the same
+/// history is refused; SIGTERM exits 0.
+fn single_process(sandbox: &Sandbox) {
+    app_db(sandbox);
     sandbox.cli(&["schedules", "setup"]).success();
-    let mut first = Worker::start(&sandbox, "a");
+    let mut first = Worker::start(sandbox, "a");
     wait_for(SLOW, "2 scheduled runs", || {
-        (successes(&sandbox).len() >= 2).then_some(())
+        (successes(sandbox).len() >= 2).then_some(())
     });
 
-    let mut second = Worker::start(&sandbox, "b");
+    let mut second = Worker::start(sandbox, "b");
     let status = second.wait_exit(Duration::from_secs(30));
     assert!(!status.success());
     assert!(
@@ -544,7 +566,7 @@ fn single_process_mode_runs_schedules_and_refuses_a_second_instance() {
         "{}",
         first.log()
     );
-    let runs = runs_oldest_first(&sandbox);
+    let runs = runs_oldest_first(sandbox);
     assert!(
         runs.iter()
             .all(|r| r["status"] == "success" && r["worker"] == first.id().as_str())
