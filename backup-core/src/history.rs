@@ -726,33 +726,33 @@ impl History {
             let mut tx = pool.begin().await.map_err(err)?;
             for (action, s) in &plan.items {
                 let targets = serde_json::to_string(&s.targets).unwrap_or_else(|_| "[]".into());
-                let query = match action {
+                let sql = match action {
                     Action::Unchanged => continue,
-                    Action::Delete => sqlx::query("DELETE FROM backup_schedules WHERE name = $1")
-                        .bind(&s.name),
-                    Action::Create => sqlx::query(
+                    Action::Delete => {
+                        sqlx::query("DELETE FROM backup_schedules WHERE name = $1")
+                            .bind(&s.name)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(err)?;
+                        continue;
+                    }
+                    Action::Create => {
                         "INSERT INTO backup_schedules (name, backup_type, targets, cron, timezone, \
-                         enabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-                    )
-                    .bind(&s.name)
-                    .bind(s.backup_type.as_str())
-                    .bind(targets)
-                    .bind(s.cron.as_str().to_string())
-                    .bind(s.timezone.0.name())
-                    .bind(s.enabled)
-                    .bind(now),
-                    Action::Update => sqlx::query(
+                         enabled, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
+                    }
+                    Action::Update => {
                         "UPDATE backup_schedules SET backup_type = $2, targets = $3, cron = $4, \
-                         timezone = $5, enabled = $6, updated_at = $7 WHERE name = $1",
-                    )
+                         timezone = $5, enabled = $6, updated_at = $7 WHERE name = $1"
+                    }
+                };
+                let query = sqlx::query(sql)
                     .bind(&s.name)
                     .bind(s.backup_type.as_str())
                     .bind(targets)
                     .bind(s.cron.as_str().to_string())
                     .bind(s.timezone.0.name())
                     .bind(s.enabled)
-                    .bind(now),
-                };
+                    .bind(now);
                 query.execute(&mut *tx).await.map_err(err)?;
             }
             tx.commit().await.map_err(err)

@@ -30,6 +30,31 @@ fn config(sandbox: &Sandbox, queue: &str, http: Option<u16>, extra: &str) {
     ));
 }
 
+/// A sandbox backing up a fresh PostgreSQL database through a `pg_dump`
+/// wrapper whose body (`script`, before it execs the real pg_dump) makes
+/// the dump slow.
+fn slow_pg_dump(ns: &Namespace, script_body: &str) -> (Sandbox, PgDb) {
+    let sandbox = Sandbox::new();
+    let db = PgDb::create();
+    db.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i");
+    script(
+        &sandbox.path().join("slow-pg_dump"),
+        &format!(
+            "[ \"$1\" = --version ] && exec pg_dump \"$@\"\n{script_body}\nexec pg_dump \"$@\""
+        ),
+    );
+    config(
+        &sandbox,
+        &ns.section(),
+        None,
+        &format!(
+            "[tools]\npg_dump = \"./slow-pg_dump\"\n\n[database_backup]\ndatabases = [\"{}\"]\n",
+            db.url()
+        ),
+    );
+    (sandbox, db)
+}
+
 fn time(run: &Value, key: &str) -> DateTime<Utc> {
     run[key]
         .as_str()
@@ -117,28 +142,13 @@ fn three_replicas_run_each_fire_time_exactly_once() {
 #[test]
 fn a_killed_workers_backup_is_finished_as_lost_and_run_again_by_another() {
     let ns = Namespace::new();
-    let sandbox = Sandbox::new();
-    let db = PgDb::create();
-    db.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i");
-    let flag = sandbox.path().join("first-dump-started");
     // The first dump hangs (the worker running it is killed); later ones run.
-    script(
-        &sandbox.path().join("slow-pg_dump"),
-        &format!(
-            "[ \"$1\" = --version ] && exec pg_dump \"$@\"\n\
-             if [ ! -e '{0}' ]; then touch '{0}'; sleep 60; fi\nexec pg_dump \"$@\"",
-            flag.display()
-        ),
+    let (sandbox, _db) = slow_pg_dump(
+        &ns,
+        "flag=\"$(dirname \"$0\")/first-dump-started\"\n\
+         if [ ! -e \"$flag\" ]; then touch \"$flag\"; sleep 60; fi",
     );
-    config(
-        &sandbox,
-        &ns.section(),
-        None,
-        &format!(
-            "[tools]\npg_dump = \"./slow-pg_dump\"\n\n[database_backup]\ndatabases = [\"{}\"]\n",
-            db.url()
-        ),
-    );
+    let flag = sandbox.path().join("first-dump-started");
     let workers = [Worker::start(&sandbox, "a"), Worker::start(&sandbox, "b")];
     let task = task_id(&sandbox.cli(&["trigger", "database"]).success());
 
@@ -382,22 +392,7 @@ fn schedule_changes_reach_a_running_worker_without_a_restart() {
 #[test]
 fn sigterm_lets_the_running_backup_finish_then_exits_0() {
     let ns = Namespace::new();
-    let sandbox = Sandbox::new();
-    let db = PgDb::create();
-    db.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i");
-    script(
-        &sandbox.path().join("slow-pg_dump"),
-        "[ \"$1\" = --version ] && exec pg_dump \"$@\"\nsleep 3\nexec pg_dump \"$@\"",
-    );
-    config(
-        &sandbox,
-        &ns.section(),
-        None,
-        &format!(
-            "[tools]\npg_dump = \"./slow-pg_dump\"\n\n[database_backup]\ndatabases = [\"{}\"]\n",
-            db.url()
-        ),
-    );
+    let (sandbox, _db) = slow_pg_dump(&ns, "sleep 3");
     let mut worker = Worker::start(&sandbox, "a");
     sandbox.cli(&["trigger", "database"]).success();
     wait_for(SLOW, "the backup to start", || {
@@ -639,22 +634,7 @@ fn maintenance_finishes_lost_runs_and_prunes_old_history() {
 #[test]
 fn backups_of_one_target_never_overlap_across_workers_and_the_cli() {
     let ns = Namespace::new();
-    let sandbox = Sandbox::new();
-    let db = PgDb::create();
-    db.psql("CREATE TABLE t AS SELECT generate_series(1, 1000) AS i");
-    script(
-        &sandbox.path().join("slow-pg_dump"),
-        "[ \"$1\" = --version ] && exec pg_dump \"$@\"\nsleep 2\nexec pg_dump \"$@\"",
-    );
-    config(
-        &sandbox,
-        &ns.section(),
-        None,
-        &format!(
-            "[tools]\npg_dump = \"./slow-pg_dump\"\n\n[database_backup]\ndatabases = [\"{}\"]\n",
-            db.url()
-        ),
-    );
+    let (sandbox, _db) = slow_pg_dump(&ns, "sleep 2");
     let _workers = [Worker::start(&sandbox, "a"), Worker::start(&sandbox, "b")];
     sandbox.cli(&["trigger", "database"]).success();
     sandbox.cli(&["trigger", "database"]).success();
