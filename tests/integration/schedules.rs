@@ -7,6 +7,15 @@ const BOTH: &str = "timezone = \"Europe/Rome\"\n\n\
     [database_backup]\nschedule = \"0 2 * * *\"\ndatabases = [\"sqlite://app.db\", \"sqlite://crm.db\"]\n\n\
     [media_backup]\nenabled = true\nschedule = \"0 3 * * 0\"\npaths = [\"media\"]\n";
 
+/// The stored schedules, as `schedules list --json` prints them.
+fn stored(sandbox: &Sandbox) -> Vec<serde_json::Value> {
+    let listed = sandbox
+        .cli(&["schedules", "list", "--json"])
+        .success()
+        .json();
+    listed.as_array().expect("array").clone()
+}
+
 fn lines(text: &str) -> Vec<&str> {
     text.lines().collect()
 }
@@ -171,15 +180,7 @@ fn remove_dry_run_lists_and_remove_deletes() {
             "[DRY RUN] 0 created, 0 updated, 2 deleted, 0 unchanged (nothing written)",
         ]
     );
-    assert_eq!(
-        sandbox
-            .cli(&["schedules", "list", "--json"])
-            .success()
-            .json()
-            .as_array()
-            .map(Vec::len),
-        Some(2)
-    );
+    assert_eq!(stored(&sandbox).len(), 2);
     let out = sandbox.cli(&["schedules", "remove"]).success();
     assert!(
         out.stdout
@@ -211,15 +212,7 @@ fn setup_refuses_when_backups_are_switched_off_and_changes_nothing() {
         "{}",
         out.stderr
     );
-    assert_eq!(
-        sandbox
-            .cli(&["schedules", "list", "--json"])
-            .success()
-            .json()
-            .as_array()
-            .map(Vec::len),
-        Some(2)
-    );
+    assert_eq!(stored(&sandbox).len(), 2);
 }
 
 #[test]
