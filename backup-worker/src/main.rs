@@ -165,8 +165,21 @@ async fn run_queue(
 
     health.set_queue(queue.clone(), 3);
     let http = health::serve(&ctx.settings.http.listen, health.clone()).await?;
-    let cron = tokio::spawn(scheduler::run(ctx.clone(), RedisDispatch { queue }, stop));
-    let result = monitor.run_with_signal(signal).await;
+    let stopping = stop.clone();
+    let mut cron = tokio::spawn(scheduler::run(ctx.clone(), RedisDispatch { queue }, stop));
+    let workers = monitor.run_with_signal(signal);
+    tokio::pin!(workers);
+    let result = tokio::select! {
+        result = &mut workers => result,
+        ended = &mut cron => {
+            // The scheduler only returns on shutdown; anything else (a panic)
+            // must not leave a process that no longer fires schedules.
+            if !*stopping.borrow() {
+                anyhow::bail!("the scheduler stopped unexpectedly ({ended:?}); exiting so the process is restarted");
+            }
+            workers.await
+        }
+    };
     cron.abort();
     if let Some(http) = http {
         http.abort();

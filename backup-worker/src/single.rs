@@ -49,9 +49,18 @@ pub async fn run(
         tasks: tasks.clone(),
     };
     let http = health::serve(&ctx.settings.http.listen, health).await?;
-    let cron = tokio::spawn(scheduler::run(ctx.clone(), dispatch, stop));
-    signal.await?;
-    let _ = cron.await;
+    let mut cron = tokio::spawn(scheduler::run(ctx.clone(), dispatch, stop));
+    tokio::select! {
+        signalled = signal => {
+            signalled?;
+            let _ = cron.await;
+        }
+        // The scheduler only returns on shutdown; anything else (a panic)
+        // must not leave a process that no longer fires schedules.
+        ended = &mut cron => anyhow::bail!(
+            "the scheduler stopped unexpectedly ({ended:?}); exiting so the process is restarted"
+        ),
+    }
     let mut running = std::mem::take(&mut *tasks.lock().unwrap_or_else(|p| p.into_inner()));
     let grace = Duration::from_secs(ctx.settings.worker.shutdown_grace_seconds);
     if !running.is_empty() {
