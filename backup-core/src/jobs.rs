@@ -379,3 +379,88 @@ pub async fn run_maintenance(
         partial_files,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::NewRun;
+
+    /// A runner backing up the sample SQLite database to local storage,
+    /// with history in a temporary directory.
+    async fn runner(dir: &std::path::Path) -> Runner {
+        let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/sample.sqlite3");
+        std::fs::copy(sample, dir.join("app.sqlite3")).expect("copy sample");
+        let settings = crate::config::from_toml(
+            "[history]\nurl = \"sqlite://history.db\"\n[storage]\nurl = \"store\"\n\
+             [database_backup]\ndatabases = [{ name = \"app\", url = \"sqlite://app.sqlite3\" }]\n",
+            dir,
+        )
+        .expect("config");
+        Runner {
+            ctx: Context::open(settings).await.expect("context"),
+            locks: Locks::local(),
+            results: None,
+        }
+    }
+
+    fn job() -> BackupJob {
+        BackupJob {
+            backup_type: BackupType::Database,
+            target: "app".into(),
+            trigger: Trigger::Manual,
+            scheduled_for: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_job_that_already_succeeded_is_not_backed_up_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runner = runner(dir.path()).await;
+        let first = run_backup(&runner, &job(), "task-1")
+            .await
+            .expect("first run");
+        let again = run_backup(&runner, &job(), "task-1")
+            .await
+            .expect("redelivery");
+        assert_eq!(again, first);
+        let runs = runner.ctx.history.task_runs("task-1").await.expect("runs");
+        assert_eq!(runs.len(), 1, "{runs:#?}");
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_job_finishes_the_lost_attempt_and_numbers_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runner = runner(dir.path()).await;
+        // The first delivery's worker died mid-run.
+        runner
+            .ctx
+            .history
+            .start(&NewRun {
+                backup_type: BackupType::Database,
+                target: "app".into(),
+                trigger: Trigger::Manual,
+                scheduled_for: None,
+                task_id: Some("task-2".into()),
+                attempt: 1,
+                worker: "dead-host:1".into(),
+                started_at: Utc::now(),
+            })
+            .await
+            .expect("start");
+        let done = run_backup(&runner, &job(), "task-2")
+            .await
+            .expect("redelivery");
+        assert_eq!(done.attempt, 2);
+        assert_eq!(done.status, RunStatus::Success);
+        let runs = runner.ctx.history.task_runs("task-2").await.expect("runs");
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0].status, RunStatus::Failed);
+        assert!(
+            runs[0]
+                .error_message
+                .starts_with("worker lost: dead-host:1"),
+            "{}",
+            runs[0].error_message
+        );
+    }
+}
