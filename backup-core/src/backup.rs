@@ -12,6 +12,7 @@ use crate::{
     config::{DatabaseTarget, MediaTarget, Settings},
     engine::{self, Source},
     history::{BackupRun, BackupType, History, NewRun, Outcome, Trigger},
+    notify::Notifier,
     pipeline::{self, Progress},
     retention,
     storage::{self, Manifest, Storage},
@@ -28,6 +29,8 @@ pub struct Context {
     pub history: History,
     /// `host:pid` of this process, recorded on each run.
     pub worker: String,
+    /// Mail, webhooks and dead-man's-switch pings.
+    pub notifier: Notifier,
 }
 
 impl Context {
@@ -40,6 +43,7 @@ impl Context {
         let storage = Storage::new(&settings.storage);
         let history = History::open(&settings.history.url).await?;
         Ok(Self {
+            notifier: Notifier::new(&settings),
             settings,
             storage,
             history,
@@ -212,7 +216,13 @@ pub async fn run(
     );
     async move {
         tracing::info!("backup started");
-        match with_heartbeat(ctx, started.id, execute(ctx, target, &started, progress)).await {
+        // The start ping runs beside the backup (never delaying it) and is
+        // over before the run ends, so it cannot arrive after the end ping.
+        let (result, ()) = tokio::join!(
+            with_heartbeat(ctx, started.id, execute(ctx, target, &started, progress)),
+            ctx.notifier.run_started(target.backup_type())
+        );
+        match result {
             Ok((manifest, mut warnings)) => {
                 let run = ctx
                     .history
@@ -267,6 +277,22 @@ async fn with_heartbeat<T>(ctx: &Context, run_id: i64, work: impl Future<Output 
 /// Collapses a multi-line message (tool stderr, say) onto one line.
 pub fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A byte count for people: `512 B`, `1.5 KiB`, `12.3 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 async fn execute(

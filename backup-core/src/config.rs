@@ -80,6 +80,8 @@ pub struct Settings {
     pub queue: Option<QueueSettings>,
     /// Outgoing mail for notifications.
     pub smtp: Option<SmtpSettings>,
+    /// HTTP endpoints told about outcomes (`[[webhooks]]`).
+    pub webhooks: Vec<WebhookSettings>,
     /// Database backups: schedule and targets.
     pub database_backup: DatabaseBackupSettings,
     /// Media (directory tree) backups: schedule and targets.
@@ -110,6 +112,7 @@ impl Default for Settings {
             tools: ToolSettings::default(),
             queue: None,
             smtp: None,
+            webhooks: Vec::new(),
             database_backup: DatabaseBackupSettings::default(),
             media_backup: MediaBackupSettings::default(),
             retry: RetrySettings::default(),
@@ -221,6 +224,28 @@ impl Settings {
                 "http.listen {:?} is not an address like \"127.0.0.1:9187\" (empty turns it off)",
                 self.http.listen
             )));
+        }
+        if let Some(smtp) = &mut self.smtp {
+            smtp.validate(base)?;
+        }
+        for (i, hook) in self.webhooks.iter().enumerate() {
+            check_http_url(&format!("webhooks[{i}].url"), &hook.url)?;
+            if hook.timeout_seconds == 0 {
+                return Err(invalid(format!(
+                    "webhooks[{i}].timeout_seconds must be at least 1"
+                )));
+            }
+        }
+        for (key, ping) in [
+            ("database_backup.ping_url", &self.database_backup.ping_url),
+            ("media_backup.ping_url", &self.media_backup.ping_url),
+        ] {
+            if let Some(url) = ping {
+                check_http_url(key, url)?;
+            }
+        }
+        if self.retry.notification_attempts == 0 {
+            return Err(invalid("retry.notification_attempts must be at least 1"));
         }
         if let HistoryUrl::Sqlite(p) = &mut self.history.url {
             *p = resolve(base, p);
@@ -612,6 +637,10 @@ pub struct RetrySettings {
     pub backoff_seconds: u64,
     /// Upper bound of the wait between attempts.
     pub max_backoff_seconds: u64,
+    /// Tries of each notification (mail, webhook, ping) in the worker.
+    pub notification_attempts: u32,
+    /// Wait before the second try of a notification; doubles after.
+    pub notification_backoff_seconds: u64,
 }
 
 impl Default for RetrySettings {
@@ -620,6 +649,8 @@ impl Default for RetrySettings {
             attempts: 3,
             backoff_seconds: 30,
             max_backoff_seconds: 900,
+            notification_attempts: 3,
+            notification_backoff_seconds: 5,
         }
     }
 }
@@ -692,20 +723,333 @@ impl Default for HttpSettings {
 #[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpSettings {
-    /// `smtp://user:pass@host:587` (STARTTLS when offered) or `smtps://...`.
+    /// `smtp://[user[:password]@]host[:port]` (port 587, STARTTLS when the
+    /// server offers it) or `smtps://...` (port 465, implicit TLS).
     #[serde(serialize_with = "serialize_url")]
     pub url: SecretString,
+    /// STARTTLS on `smtp://`: `opportunistic` (default), `required` or
+    /// `none`. `smtps://` is always TLS.
+    #[serde(default)]
+    pub tls: Option<SmtpTls>,
+    /// Login name, when not in the URL.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password, when not in the URL (better: `BACKUP__SMTP__PASSWORD` or
+    /// `password_file`).
+    #[serde(default, serialize_with = "serialize_secret")]
+    pub password: Option<SecretString>,
+    /// A file holding the password (a container secret, say); read at load.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
     /// Sender address.
     pub from: EmailAddress,
+    /// Limit of one send, from connecting to the server's last reply, in
+    /// seconds.
+    #[serde(default = "default_smtp_timeout", alias = "timeout")]
+    pub timeout_seconds: u64,
+    /// A PEM file of CA certificates trusted besides the system ones (a
+    /// private CA, or a self-signed server certificate).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_smtp_timeout() -> u64 {
+    30
+}
+
+/// The `tls` key of `[smtp]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// STARTTLS, and fail when the server does not offer it.
+    Required,
+    /// STARTTLS when the server offers it, else plain text.
+    Opportunistic,
+    /// Plain text (a local relay).
+    None,
+}
+
+/// How the connection to the mail server is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// TLS from the first byte (`smtps://`).
+    Implicit,
+    /// STARTTLS, required.
+    StartTls,
+    /// STARTTLS when offered.
+    Opportunistic,
+    /// No TLS.
+    Plain,
+}
+
+impl fmt::Display for SmtpSecurity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SmtpSecurity::Implicit => "implicit TLS",
+            SmtpSecurity::StartTls => "STARTTLS required",
+            SmtpSecurity::Opportunistic => "STARTTLS when offered",
+            SmtpSecurity::Plain => "no TLS",
+        })
+    }
+}
+
+/// Where and how to reach the mail server, from a validated `[smtp]`.
+#[derive(Clone)]
+pub struct SmtpEndpoint {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// TLS mode.
+    pub security: SmtpSecurity,
+    /// Login name and password, when the server wants them.
+    pub credentials: Option<(String, SecretString)>,
+}
+
+impl fmt::Debug for SmtpEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_string())
+    }
+}
+
+impl fmt::Display for SmtpEndpoint {
+    /// `smtp://user@host:port (STARTTLS required)`; never the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.security == SmtpSecurity::Implicit {
+            "smtps"
+        } else {
+            "smtp"
+        };
+        let user = self
+            .credentials
+            .as_ref()
+            .map_or(String::new(), |(u, _)| format!("{u}@"));
+        write!(
+            f,
+            "{scheme}://{user}{}:{} ({})",
+            self.host, self.port, self.security
+        )
+    }
+}
+
+impl SmtpSettings {
+    /// Host, port, TLS mode and credentials, from the URL and the keys.
+    ///
+    /// # Errors
+    ///
+    /// When the URL is not `smtp://` or `smtps://` with a host, a password
+    /// is given twice, or `tls` contradicts `smtps://`.
+    pub fn endpoint(&self) -> Result<SmtpEndpoint, ConfigError> {
+        let raw = self.url.expose_secret();
+        let shown = redact::url(raw);
+        let url = Url::parse(raw).map_err(|e| invalid(format!("smtp.url {shown}: {e}")))?;
+        let implicit = match url.scheme() {
+            "smtps" => true,
+            "smtp" => false,
+            other => {
+                return Err(invalid(format!(
+                    "smtp.url {shown}: scheme {other:?} is not smtp:// or smtps://"
+                )));
+            }
+        };
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| invalid(format!("smtp.url {shown} has no host")))?;
+        // Url keeps the brackets of an IPv6 address; the resolver wants none.
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        if !matches!(url.path(), "" | "/") || url.query().is_some() {
+            return Err(invalid(format!(
+                "smtp.url {shown}: expected smtp://[user:password@]host[:port] without a path or query"
+            )));
+        }
+        let security = match (implicit, self.tls) {
+            (true, None | Some(SmtpTls::Required)) => SmtpSecurity::Implicit,
+            (true, Some(other)) => {
+                return Err(invalid(format!(
+                    "smtp.tls = {:?} contradicts smtps:// (always TLS); use smtp:// for STARTTLS or no TLS",
+                    format!("{other:?}").to_lowercase()
+                )));
+            }
+            (false, Some(SmtpTls::Required)) => SmtpSecurity::StartTls,
+            (false, None | Some(SmtpTls::Opportunistic)) => SmtpSecurity::Opportunistic,
+            (false, Some(SmtpTls::None)) => SmtpSecurity::Plain,
+        };
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let url_user = (!url.username().is_empty()).then(|| decode(url.username()));
+        let url_password = url.password().map(decode);
+        if url_user.is_some() && self.username.is_some() {
+            return Err(invalid(
+                "smtp: the user is given both in smtp.url and in smtp.username; keep one",
+            ));
+        }
+        if url_password.is_some() && self.password.is_some() {
+            return Err(invalid(
+                "smtp: the password is given both in smtp.url and in smtp.password (or \
+                 password_file, or BACKUP__SMTP__PASSWORD); keep one",
+            ));
+        }
+        let user = url_user.or_else(|| self.username.clone());
+        let password = url_password
+            .map(SecretString::from)
+            .or_else(|| self.password.clone());
+        let credentials = match (user, password) {
+            (Some(user), Some(password)) => Some((user, password)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid(
+                    "smtp: a user is set but no password (smtp.password, password_file or \
+                     BACKUP__SMTP__PASSWORD)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "smtp: a password is set but no user (in smtp.url or smtp.username)",
+                ));
+            }
+        };
+        Ok(SmtpEndpoint {
+            host,
+            // The submission ports (RFC 8314); a relay on 25 names its port.
+            port: url.port().unwrap_or(if implicit { 465 } else { 587 }),
+            security,
+            credentials,
+        })
+    }
+
+    fn validate(&mut self, base: &Path) -> Result<(), ConfigError> {
+        if let Some(file) = self.password_file.take() {
+            let file = resolve(base, &file);
+            if self.password.is_some() {
+                return Err(invalid(
+                    "smtp: both password and password_file are set; keep one",
+                ));
+            }
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                invalid(format!(
+                    "smtp.password_file {}: cannot read it: {e}",
+                    file.display()
+                ))
+            })?;
+            let password = text.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                return Err(invalid(format!(
+                    "smtp.password_file {} is empty",
+                    file.display()
+                )));
+            }
+            self.password = Some(password.into());
+            self.password_file = Some(file);
+        }
+        if let Some(ca) = &mut self.ca_file {
+            *ca = resolve(base, ca);
+        }
+        if self.timeout_seconds == 0 {
+            return Err(invalid("smtp.timeout_seconds must be at least 1"));
+        }
+        self.endpoint().map(|_| ())
+    }
 }
 
 impl fmt::Debug for SmtpSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SmtpSettings")
-            .field("url", &redact::url(self.url.expose_secret()))
+            .field("endpoint", &self.endpoint().map(|e| e.to_string()))
             .field("from", &self.from)
+            .field("timeout_seconds", &self.timeout_seconds)
+            .field("ca_file", &self.ca_file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which outcomes a webhook hears about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyOn {
+    /// A successful run.
+    Success,
+    /// A job that failed for good (after its last attempt).
+    Failure,
+}
+
+/// The body a webhook receives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// A JSON object of the event and the run (see the README).
+    #[default]
+    Json,
+    /// A Slack-compatible `{"text": ...}` message.
+    Slack,
+}
+
+/// One `[[webhooks]]` entry.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// `https://...` to POST to. Treated as a secret (it usually holds a
+    /// token): only its scheme and host are ever shown.
+    #[serde(serialize_with = "serialize_endpoint")]
+    pub url: SecretString,
+    /// `["failure"]` (default) or `["success", "failure"]`.
+    #[serde(default = "default_notify_on")]
+    pub on: Vec<NotifyOn>,
+    /// `json` (default) or `slack`.
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// Limit of each request, in seconds.
+    #[serde(default = "default_http_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_notify_on() -> Vec<NotifyOn> {
+    vec![NotifyOn::Failure]
+}
+
+fn default_http_timeout() -> u64 {
+    10
+}
+
+impl fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("url", &redact::endpoint(self.url.expose_secret()))
+            .field("on", &self.on)
+            .field("format", &self.format)
+            .field("timeout_seconds", &self.timeout_seconds)
             .finish()
     }
+}
+
+fn serialize_endpoint<S: Serializer>(value: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact::endpoint(value.expose_secret()))
+}
+
+fn serialize_ping<S: Serializer>(value: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(url) => serialize_endpoint(url, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// Checks that a webhook or ping URL is an absolute http(s) URL.
+fn check_http_url(key: &str, value: &SecretString) -> Result<(), ConfigError> {
+    let shown = redact::endpoint(value.expose_secret());
+    let url =
+        Url::parse(value.expose_secret()).map_err(|e| invalid(format!("{key} {shown}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid(format!(
+            "{key} {shown}: expected an http:// or https:// URL"
+        )));
+    }
+    Ok(())
 }
 
 fn serialize_url<S: Serializer>(value: &SecretString, s: S) -> Result<S::Ok, S::Error> {
@@ -722,6 +1066,10 @@ pub struct DatabaseBackupSettings {
     pub schedule: CronSchedule,
     /// The databases, each a target with its own run and artifact.
     pub databases: Vec<DatabaseTarget>,
+    /// Dead-man's switch (healthchecks.io style): `{ping_url}/start` when
+    /// a run starts, `{ping_url}` on success, `{ping_url}/fail` on failure.
+    #[serde(serialize_with = "serialize_ping")]
+    pub ping_url: Option<SecretString>,
 }
 
 impl Default for DatabaseBackupSettings {
@@ -730,6 +1078,7 @@ impl Default for DatabaseBackupSettings {
             enabled: true,
             schedule: cron("0 2 * * *"),
             databases: Vec::new(),
+            ping_url: None,
         }
     }
 }
@@ -746,6 +1095,9 @@ pub struct MediaBackupSettings {
     pub paths: Vec<MediaTarget>,
     /// Glob patterns (relative to each directory) left out of every archive.
     pub exclude: Vec<String>,
+    /// Dead-man's switch URL, as for databases.
+    #[serde(serialize_with = "serialize_ping")]
+    pub ping_url: Option<SecretString>,
 }
 
 impl Default for MediaBackupSettings {
@@ -755,6 +1107,7 @@ impl Default for MediaBackupSettings {
             schedule: cron("0 3 * * 0"),
             paths: Vec::new(),
             exclude: Vec::new(),
+            ping_url: None,
         }
     }
 }
@@ -1208,16 +1561,127 @@ mod tests {
             from = "backups@example.com"
             [queue]
             url = "redis://:redispw@r:6379"
+            [[webhooks]]
+            url = "https://hooks.slack.com/services/T0/B0/hooktoken"
             [database_backup]
             databases = ["postgres://app:dbpw@db/app"]
+            ping_url = "https://hc-ping.com/pinguuid"
             "#,
         )
         .unwrap();
         let out = s.to_redacted_toml();
-        for secret in ["histpw", "s3secretkey", "mailpw", "redispw", "dbpw"] {
+        for secret in [
+            "histpw",
+            "s3secretkey",
+            "mailpw",
+            "redispw",
+            "dbpw",
+            "hooktoken",
+            "pinguuid",
+        ] {
             assert!(!out.contains(secret), "{secret} leaked:\n{out}");
         }
         assert!(out.contains("postgres://app:***@db/app"), "{out}");
-        assert!(!format!("{s:?}").contains("dbpw"));
+        assert!(out.contains("https://hooks.slack.com/***"), "{out}");
+        let debug = format!("{s:?}");
+        for secret in ["dbpw", "mailpw", "hooktoken", "pinguuid"] {
+            assert!(!debug.contains(secret), "{secret} leaked:\n{debug}");
+        }
+    }
+
+    fn smtp(keys: &str) -> Result<SmtpEndpoint, ConfigError> {
+        let s = parse(&format!("[smtp]\nfrom = \"b@example.com\"\n{keys}"))?;
+        s.smtp.expect("smtp").endpoint()
+    }
+
+    #[test]
+    fn smtp_urls_give_host_port_tls_and_credentials() {
+        let e = smtp("url = \"smtp://mail.example.com\"").unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("mail.example.com", 587));
+        assert_eq!(e.security, SmtpSecurity::Opportunistic);
+        assert!(e.credentials.is_none());
+        let e = smtp("url = \"smtps://u%40x:p%3Aw@mail:2465\"").unwrap();
+        assert_eq!((e.port, e.security), (2465, SmtpSecurity::Implicit));
+        let (user, password) = e.credentials.clone().expect("credentials");
+        assert_eq!((user.as_str(), password.expose_secret()), ("u@x", "p:w"));
+        assert_eq!(
+            e.to_string(),
+            "smtps://u@x@mail:2465 (implicit TLS)",
+            "shown without the password"
+        );
+        let e = smtp(
+            "url = \"smtp://mail:25\"\ntls = \"required\"\nusername = \"u\"\npassword = \"pw\"",
+        )
+        .unwrap();
+        assert_eq!((e.port, e.security), (25, SmtpSecurity::StartTls));
+        let e = smtp("url = \"smtp://[::1]:2525\"\ntls = \"none\"").unwrap();
+        assert_eq!((e.host.as_str(), e.security), ("::1", SmtpSecurity::Plain));
+    }
+
+    #[test]
+    fn smtp_mistakes_are_refused_with_the_reason() {
+        let cases = [
+            ("url = \"http://mail\"", "not smtp:// or smtps://"),
+            (
+                "url = \"smtps://mail\"\ntls = \"none\"",
+                "contradicts smtps://",
+            ),
+            (
+                "url = \"smtp://u:pw@mail\"\npassword = \"pw2\"",
+                "password is given both",
+            ),
+            ("url = \"smtp://u@mail\"", "no password"),
+            ("url = \"smtp://mail/path\"", "without a path"),
+            (
+                "url = \"smtp://mail\"\ntimeout_seconds = 0",
+                "timeout_seconds",
+            ),
+            (
+                "url = \"smtp://u@mail\"\npassword_file = \"/nonexistent/pw\"",
+                "cannot read it",
+            ),
+        ];
+        for (keys, needle) in cases {
+            let err = match smtp(keys) {
+                Ok(e) => panic!("{keys:?} was accepted: {e}"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains(needle), "{keys:?} gave {err:?}");
+            assert!(!err.contains("pw2"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_smtp_password_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("smtp-pw"), "from-file\n").unwrap();
+        let s = from_toml(
+            "[smtp]\nurl = \"smtp://u@mail\"\nfrom = \"b@example.com\"\npassword_file = \"smtp-pw\"\n",
+            dir.path(),
+        )
+        .unwrap();
+        let (_, password) = s.smtp.unwrap().endpoint().unwrap().credentials.unwrap();
+        assert_eq!(password.expose_secret(), "from-file");
+    }
+
+    #[test]
+    fn webhook_and_ping_urls_must_be_http() {
+        for text in [
+            "[[webhooks]]\nurl = \"ftp://x/y\"",
+            "[[webhooks]]\nurl = \"not a url\"",
+            "[database_backup]\nping_url = \"mailto:x@example.com\"",
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(
+                err.contains("http:// or https://") || err.contains("relative URL"),
+                "{text:?} gave {err}"
+            );
+        }
+        let s = parse("[[webhooks]]\nurl = \"https://h/x\"\nformat = \"slack\"\non = [\"success\", \"failure\"]")
+            .unwrap();
+        assert_eq!(s.webhooks[0].format, WebhookFormat::Slack);
+        assert_eq!(s.webhooks[0].on, [NotifyOn::Success, NotifyOn::Failure]);
+        let s = parse("[[webhooks]]\nurl = \"https://h/x\"").unwrap();
+        assert_eq!(s.webhooks[0].on, [NotifyOn::Failure]);
     }
 }

@@ -152,6 +152,9 @@ pub struct BackupRun {
     pub size_bytes: Option<i64>,
     /// Artifact sha256, on success.
     pub sha256: Option<String>,
+    /// The mail about this run: `sent`, `failed: <reason>` or `skipped`;
+    /// none while running and on retried attempts.
+    pub notification: Option<String>,
 }
 
 /// The fields of a run known when it starts.
@@ -249,7 +252,7 @@ macro_rules! run_columns {
         concat!(
             "id, backup_type, target, status, \"trigger\", scheduled_for, task_id, attempt, ",
             "worker, started_at, completed_at, duration_seconds, error_message, artifact, ",
-            "size_bytes, sha256"
+            "size_bytes, sha256, notification"
         )
     };
 }
@@ -779,6 +782,21 @@ impl History {
                 source,
             })?;
         Ok(affected == 1)
+    }
+
+    /// Records what became of the run's notification.
+    ///
+    /// # Errors
+    ///
+    /// When the update fails.
+    pub async fn set_notification(&self, id: i64, notification: &str) -> Result<(), HistoryError> {
+        let sql = "UPDATE backup_runs SET notification = $2 WHERE id = $1";
+        on_pool!(self, pool => sqlx::query(sql).bind(id).bind(notification).execute(pool).await.map(|_| ()))
+            .map(|_| ())
+            .map_err(|source| HistoryError::Query {
+                what: "recording a run's notification",
+                source,
+            })
     }
 
     /// Marks a running run as alive at `at`.

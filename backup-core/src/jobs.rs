@@ -18,6 +18,7 @@ use crate::{
     Error,
     backup::{self, Context, Request},
     history::{BackupRun, BackupType, HistoryError, Outcome, RunStatus, Trigger},
+    notify::Notice,
     pipeline::Progress,
     queue::{JobResult, Queue, QueueError, RedisLock},
 };
@@ -162,6 +163,7 @@ pub async fn run_backup(
     task_id: &str,
 ) -> Result<BackupRun, JobFailed> {
     let outcome = attempts(runner, job, task_id).await;
+    notify(&runner.ctx, job, &outcome).await;
     if let Some(queue) = &runner.results {
         let result = match &outcome {
             Ok(run) => JobResult {
@@ -180,6 +182,27 @@ pub async fn run_backup(
         }
     }
     outcome
+}
+
+/// Sends the job's one notification: after the successful run, or after
+/// the last failed attempt (never for an attempt that is retried). A
+/// redelivered job whose run was already notified sends nothing.
+async fn notify(ctx: &Context, job: &BackupJob, outcome: &Result<BackupRun, JobFailed>) {
+    let notice = match outcome {
+        Ok(run) | Err(JobFailed { run: Some(run), .. }) if run.notification.is_some() => return,
+        Ok(run) => Notice::for_run(run),
+        Err(JobFailed {
+            run: Some(run),
+            message,
+        }) => Notice {
+            error: message.clone(),
+            ..Notice::for_run(run)
+        },
+        Err(JobFailed { run: None, message }) => {
+            Notice::job_failed(job.backup_type, &job.target, message, Utc::now())
+        }
+    };
+    ctx.notifier.finished(&ctx.history, &notice).await;
 }
 
 async fn attempts(runner: &Runner, job: &BackupJob, task_id: &str) -> Result<BackupRun, JobFailed> {
@@ -422,9 +445,11 @@ mod tests {
         let again = run_backup(&runner, &job(), "task-1")
             .await
             .expect("redelivery");
-        assert_eq!(again, first);
+        assert_eq!((again.id, &again.sha256), (first.id, &first.sha256));
         let runs = runner.ctx.history.task_runs("task-1").await.expect("runs");
         assert_eq!(runs.len(), 1, "{runs:#?}");
+        // Notified once (no [smtp] here, so the mail was skipped).
+        assert_eq!(runs[0].notification.as_deref(), Some("skipped"));
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod history;
 pub mod jobs;
+pub mod notify;
 pub mod pipeline;
 pub mod queue;
 pub mod redact;
@@ -28,11 +29,16 @@ pub use error::{Error, Result};
 /// umask so that every file this process creates (artifacts on local disk,
 /// the SQLite history, temporary copies) is private to its owner.
 pub fn init_process() {
-    // A second call (tests, or a binary that calls twice) finds a provider
-    // already installed; that is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_crypto_provider();
     opendal_http_transport_reqwest::install_default();
     restrict_umask();
+}
+
+/// Makes rustls' ring provider the process default, which every TLS client
+/// here (S3, webhooks, SMTP) builds on. Idempotent: a provider already
+/// installed stays.
+pub(crate) fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 #[allow(unsafe_code)]

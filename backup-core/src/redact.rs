@@ -23,6 +23,26 @@ pub fn url(raw: &str) -> String {
     }
 }
 
+/// Only the scheme, host and port of a URL whose path or query is a secret
+/// (a webhook or a dead-man's-switch ping URL): `https://hooks.slack.com/***`.
+pub fn endpoint(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(parsed) => {
+            let host = parsed.host_str().unwrap_or_default();
+            let port = parsed.port().map_or(String::new(), |p| format!(":{p}"));
+            let hidden =
+                parsed.path() != "/" || parsed.query().is_some() || parsed.password().is_some();
+            let tail = if hidden {
+                format!("/{MASK}")
+            } else {
+                String::new()
+            };
+            format!("{}://{host}{port}{tail}", parsed.scheme())
+        }
+        Err(_) => MASK.to_string(),
+    }
+}
+
 fn mask_userinfo(raw: &str) -> String {
     let Some(scheme_end) = raw.find("://") else {
         return raw.to_string();
@@ -78,6 +98,20 @@ mod tests {
         );
         assert_eq!(url("postgres://app@db/app"), "postgres://app@db/app");
         assert_eq!(url("s3://bucket/prefix"), "s3://bucket/prefix");
+    }
+
+    #[test]
+    fn endpoints_keep_only_scheme_host_and_port() {
+        assert_eq!(
+            endpoint("https://hooks.slack.com/services/T0/B0/XXXXsecret"),
+            "https://hooks.slack.com/***"
+        );
+        assert_eq!(
+            endpoint("http://u:pw@127.0.0.1:8080/ping/uuid?x=1"),
+            "http://127.0.0.1:8080/***"
+        );
+        assert_eq!(endpoint("https://example.com"), "https://example.com");
+        assert_eq!(endpoint("not a url with secret"), MASK);
     }
 
     #[test]
