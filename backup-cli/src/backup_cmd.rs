@@ -7,6 +7,7 @@ use backup_core::{
     config::Settings,
     history::{BackupType, RunStatus},
     jobs::{self, Locks},
+    notify::Notice,
     pipeline::Progress,
     queue::Queue,
 };
@@ -45,7 +46,9 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
     };
     // Resolve the targets before opening anything, so a typo changes nothing.
     backup::select(&settings, &types, args.target.as_deref())?;
-    let ctx = Context::open(settings).await?;
+    let mut ctx = Context::open(settings).await?;
+    // The user is waiting: one try per notification (the worker retries).
+    ctx.notifier = ctx.notifier.single_try();
     let locks = target_locks(&ctx).await;
     let mut runs = Vec::new();
     let mut failed = 0;
@@ -76,7 +79,13 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
             ticker.abort();
             bar.finish_and_clear();
         }
-        let report = report?;
+        let mut report = report?;
+        // A failed mail is logged and shown; the backup's outcome stands.
+        let delivery = ctx
+            .notifier
+            .finished(&ctx.history, &Notice::for_run(&report.run))
+            .await;
+        report.run.notification = Some(delivery.to_string());
         if report.run.status != RunStatus::Success {
             failed += 1;
             eprintln!(
@@ -168,6 +177,9 @@ fn print_report(report: &Report) {
             );
             outln!("  error     {}", run.error_message);
         }
+    }
+    if let Some(mail) = run.notification.as_deref().filter(|m| *m != "skipped") {
+        outln!("  mail      {mail}");
     }
     for warning in &report.warnings {
         outln!("  warning   {warning}");

@@ -4,6 +4,7 @@
 mod artifacts;
 mod backup_cmd;
 mod config_cmd;
+mod notify_cmd;
 mod output;
 mod runs;
 mod schedules;
@@ -51,6 +52,9 @@ enum Command {
     Schedules(schedules::Command),
     /// Enqueue a backup for the workers (needs [queue]).
     Trigger(trigger::Args),
+    /// Check mail and webhook notifications.
+    #[command(subcommand)]
+    Notify(notify_cmd::Command),
 }
 
 fn main() -> ExitCode {
@@ -117,6 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Artifacts(cmd) => artifacts::run(cmd, load()?.settings).await,
         Command::Schedules(cmd) => schedules::run(cmd, load()?.settings).await,
         Command::Trigger(args) => trigger::run(args, load()?.settings).await,
+        Command::Notify(cmd) => notify_cmd::run(cmd, load()?.settings).await,
     }
 }
 

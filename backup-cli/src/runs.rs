@@ -250,6 +250,7 @@ fn print_run(run: &BackupRun, settings: &Settings) {
                 run.error_message.clone()
             },
         ),
+        ("notification", opt(run.notification.clone())),
     ];
     for (key, value) in rows {
         outln!("{key:<17}{value}");

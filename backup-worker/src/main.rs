@@ -79,6 +79,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let loaded = config::load(args.config.as_deref()).context("cannot load the configuration")?;
     let settings = loaded.settings;
     let ctx = Context::open(settings.clone()).await?;
+    ctx.notifier.log_setup();
     let health = Health::new(ctx.clone());
     health.seed_last_success().await;
     let (stop_tx, stop_rx) = watch::channel(false);
