@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::support::*;
 
-const RUN_FIELDS: [&str; 16] = [
+const RUN_FIELDS: [&str; 17] = [
     "id",
     "backup_type",
     "target",
@@ -28,6 +28,7 @@ const RUN_FIELDS: [&str; 16] = [
     "artifact",
     "size_bytes",
     "sha256",
+    "notification",
 ];
 
 fn seed(db: &PgDb) {
@@ -87,6 +88,7 @@ fn backup_restores_identical_data_and_records_a_complete_run() {
     assert_eq!(run["target"], source.name.as_str());
     assert_eq!(run["error_message"], "");
     assert_eq!(run["attempt"], 1);
+    assert_eq!(run["notification"], "skipped", "no [smtp] here");
 
     let artifact = artifact_path(&sandbox, run);
     let key = run["artifact"].as_str().expect("key");
@@ -372,7 +374,7 @@ fn history_can_live_in_postgresql() {
     ));
     let first = sandbox.cli(&["migrate"]).success();
     assert!(
-        first.stdout.contains("2 migration(s) applied"),
+        first.stdout.contains("3 migration(s) applied"),
         "{}",
         first.stdout
     );
