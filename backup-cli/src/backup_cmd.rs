@@ -1,6 +1,6 @@
 //! `backup database|media|all`: run backups now, in this process.
 
-use std::{io::IsTerminal, process::ExitCode, time::Duration};
+use std::{io::IsTerminal, process::ExitCode};
 
 use backup_core::{
     backup::{self, Context, Report, Request},
@@ -12,7 +12,6 @@ use backup_core::{
     queue::Queue,
 };
 use clap::ValueEnum;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::output::{self, outln};
 
@@ -55,7 +54,7 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
     for target in backup::select(&ctx.settings, &types, args.target.as_deref())? {
         let progress = Progress::default();
         let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
-            spinner(
+            output::spinner(
                 &format!("{} {}", target.backup_type(), target.name()),
                 progress.clone(),
             )
@@ -122,25 +121,6 @@ async fn target_locks(ctx: &Context) -> Option<Locks> {
             None
         }
     }
-}
-
-fn spinner(label: &str, progress: Progress) -> (ProgressBar, tokio::task::JoinHandle<()>) {
-    let bar = ProgressBar::new_spinner().with_prefix(label.to_string());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {prefix}: {bytes} read ({bytes_per_sec}) {elapsed}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    let ticking = bar.clone();
-    let ticker = tokio::spawn(async move {
-        loop {
-            ticking.set_position(progress.bytes());
-            ticking.tick();
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
-    (bar, ticker)
 }
 
 fn print_report(report: &Report) {

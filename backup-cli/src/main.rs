@@ -6,9 +6,11 @@ mod backup_cmd;
 mod config_cmd;
 mod notify_cmd;
 mod output;
+mod restore_cmd;
 mod runs;
 mod schedules;
 mod trigger;
+mod verify_cmd;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -52,6 +54,11 @@ enum Command {
     Schedules(schedules::Command),
     /// Enqueue a backup for the workers (needs [queue]).
     Trigger(trigger::Args),
+    /// Restore a backup into a database or a directory, checking it on the way.
+    #[command(subcommand)]
+    Restore(restore_cmd::Command),
+    /// Check artifacts in storage: size, sha256, and that their format reads.
+    Verify(verify_cmd::Args),
     /// Check mail and webhook notifications.
     #[command(subcommand)]
     Notify(notify_cmd::Command),
@@ -63,7 +70,7 @@ fn main() -> ExitCode {
     // Run outcomes are printed from each report; the runner's own log lines
     // (meant for the worker's log) would only repeat them.
     let filter = match cli.verbose {
-        0 => "warn,backup_core::backup=off",
+        0 => "warn,backup_core::backup=off,backup_core::restore=off",
         1 => "info",
         _ => "debug",
     };
@@ -121,6 +128,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Artifacts(cmd) => artifacts::run(cmd, load()?.settings).await,
         Command::Schedules(cmd) => schedules::run(cmd, load()?.settings).await,
         Command::Trigger(args) => trigger::run(args, load()?.settings).await,
+        Command::Restore(cmd) => restore_cmd::run(cmd, load()?.settings).await,
+        Command::Verify(args) => verify_cmd::run(args, load()?.settings).await,
         Command::Notify(cmd) => notify_cmd::run(cmd, load()?.settings).await,
     }
 }

@@ -85,3 +85,28 @@ mod tests {
         assert_eq!(bytes(3 << 30), "3.0 GiB");
     }
 }
+
+/// A spinner showing `progress` (bytes, rate, elapsed) on stderr; abort the
+/// returned task and clear the bar when done.
+pub fn spinner(
+    label: &str,
+    progress: backup_core::pipeline::Progress,
+) -> (indicatif::ProgressBar, tokio::task::JoinHandle<()>) {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let bar = ProgressBar::new_spinner().with_prefix(label.to_string());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {prefix}: {bytes} read ({bytes_per_sec}) {elapsed}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let ticking = bar.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            ticking.set_position(progress.bytes());
+            ticking.tick();
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    (bar, ticker)
+}

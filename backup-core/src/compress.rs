@@ -1,6 +1,6 @@
 //! Compression codecs for artifacts: zstd (multithreaded), gzip, none.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +34,30 @@ impl Codec {
             Codec::None => "none",
         }
     }
+
+    /// The codec a manifest names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Codec::Zstd, Codec::Gzip, Codec::None]
+            .into_iter()
+            .find(|c| c.name() == name)
+    }
+}
+
+/// A streaming decompressor reading `inner`. zstd frames carry a checksum,
+/// so damage inside one is an error here too.
+///
+/// # Errors
+///
+/// When zstd cannot start.
+pub fn decoder<R: Read + Send + 'static>(
+    codec: Codec,
+    inner: R,
+) -> io::Result<Box<dyn Read + Send>> {
+    Ok(match codec {
+        Codec::Zstd => Box::new(zstd::stream::read::Decoder::new(inner)?),
+        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(inner)),
+        Codec::None => Box::new(inner),
+    })
 }
 
 /// zstd jobs of 2 MiB matched `zstd -T0 -3` speed at half its memory.

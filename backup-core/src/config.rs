@@ -253,9 +253,14 @@ impl Settings {
         if let StorageUrl::Fs { root } = &mut self.storage.url {
             *root = resolve(base, root);
         }
-        for tool in [&mut self.tools.pg_dump, &mut self.tools.mariadb_dump]
-            .into_iter()
-            .flatten()
+        for tool in [
+            &mut self.tools.pg_dump,
+            &mut self.tools.mariadb_dump,
+            &mut self.tools.pg_restore,
+            &mut self.tools.mariadb,
+        ]
+        .into_iter()
+        .flatten()
         {
             // A bare name ("pg_dump-16") is looked up on PATH; a path is relative to the config.
             if tool.components().count() > 1 {
@@ -600,6 +605,12 @@ pub struct ToolSettings {
     pub pg_dump: Option<PathBuf>,
     /// `mariadb-dump`/`mysqldump` to run (default: whichever is on PATH).
     pub mariadb_dump: Option<PathBuf>,
+    /// `pg_restore` for restores and verification (default: beside
+    /// `pg_dump`, else on PATH).
+    pub pg_restore: Option<PathBuf>,
+    /// `mariadb`/`mysql` client for restores (default: beside
+    /// `mariadb_dump`, else on PATH).
+    pub mariadb: Option<PathBuf>,
 }
 
 /// `[queue]`: the Redis queue shared by workers.
@@ -1253,8 +1264,20 @@ impl ServerDatabase {
 const PG_PARAMS: &[&str] = &["sslmode", "sslrootcert", "connect_timeout", "host"];
 const MYSQL_PARAMS: &[&str] = &["socket"];
 
+impl fmt::Debug for DatabaseSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted_url())
+    }
+}
+
 impl DatabaseSource {
-    fn parse(raw: &str) -> Result<Self, String> {
+    /// Parses a database URL (`postgres://`, `mysql://`, `mariadb://`,
+    /// `sqlite://`); a relative SQLite path stays relative.
+    ///
+    /// # Errors
+    ///
+    /// The reason, with any password masked.
+    pub fn parse(raw: &str) -> Result<Self, String> {
         if let Some(path) = sqlite_path(raw) {
             return path.map(|path| DatabaseSource::Sqlite { path });
         }

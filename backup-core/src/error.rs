@@ -2,7 +2,7 @@
 
 use crate::{
     config::ConfigError, engine::EngineError, history::HistoryError, queue::QueueError,
-    storage::StorageError,
+    restore::RestoreError, storage::StorageError,
 };
 
 /// Result alias for backup-core.
@@ -26,6 +26,9 @@ pub enum Error {
     /// The Redis queue failed.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// A restore or verification could not go on.
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
     /// An unexpected local I/O failure (compression, temporary files).
     #[error("{context}: {source}")]
     Io {
@@ -44,7 +47,7 @@ impl Error {
     /// The worker uses this to abort a job instead of spending retries on it.
     pub fn is_permanent(&self) -> bool {
         match self {
-            Error::Config(_) => true,
+            Error::Config(_) | Error::Restore(_) => true,
             Error::Engine(e) => e.is_permanent(),
             Error::Storage(e) => e.is_permanent(),
             Error::History(_) | Error::Queue(_) | Error::Io { .. } => false,

@@ -14,6 +14,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod queue;
 pub mod redact;
+pub mod restore;
 pub mod retention;
 pub mod schedule;
 pub mod scheduler;

@@ -867,6 +867,8 @@ mod tests {
             size_bytes: success.then_some(1_572_864),
             sha256: success.then(|| "ab".repeat(32)),
             notification: None,
+            verified_at: None,
+            verify_result: None,
         }
     }
 

@@ -36,6 +36,11 @@ impl Progress {
     pub fn bytes(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    /// Counts `n` more bytes.
+    pub(crate) fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// What went into storage.
@@ -145,7 +150,7 @@ struct Counting<'a, W: Write> {
 impl<W: Write> Write for Counting<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.progress.0.fetch_add(n as u64, Ordering::Relaxed);
+        self.progress.add(n as u64);
         Ok(n)
     }
 

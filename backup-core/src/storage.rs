@@ -231,20 +231,7 @@ impl Storage {
                 .iter()
                 .filter(|e| e.path().ends_with(MANIFEST_SUFFIX))
             {
-                let key = entry.path();
-                let body = self
-                    .op()
-                    .await?
-                    .read(key)
-                    .await
-                    .map_err(op_err("read", key))?;
-                let manifest: Manifest = serde_json::from_slice(&body.to_vec()).map_err(|e| {
-                    StorageError::BadManifest {
-                        key: key.into(),
-                        message: e.to_string(),
-                    }
-                })?;
-                out.push(manifest);
+                out.push(self.read_manifest(entry.path()).await?);
             }
         }
         out.sort_by(|a, b| {
@@ -253,6 +240,117 @@ impl Storage {
                 .then(b.run_id.cmp(&a.run_id))
         });
         Ok(out)
+    }
+
+    async fn read_manifest(&self, key: &str) -> Result<Manifest, StorageError> {
+        let body = self
+            .op()
+            .await?
+            .read(key)
+            .await
+            .map_err(op_err("read", key))?;
+        serde_json::from_slice(&body.to_vec()).map_err(|e| StorageError::BadManifest {
+            key: key.into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The manifest of the artifact at `artifact`, or `None` when there is
+    /// none (the artifact is incomplete, or not there at all).
+    ///
+    /// # Errors
+    ///
+    /// When reading fails or the manifest does not parse.
+    pub async fn manifest(&self, artifact: &str) -> Result<Option<Manifest>, StorageError> {
+        let key = format!("{artifact}{MANIFEST_SUFFIX}");
+        match self.read_manifest(&key).await {
+            Ok(m) => Ok(Some(m)),
+            Err(StorageError::Op { source, .. }) if source.kind() == ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `key` exists.
+    ///
+    /// # Errors
+    ///
+    /// When storage cannot answer.
+    pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        self.op()
+            .await?
+            .exists(key)
+            .await
+            .map_err(op_err("stat", key))
+    }
+
+    /// Keys of every artifact file (manifests and unfinished uploads left
+    /// out), optionally of one type and target, sorted.
+    ///
+    /// # Errors
+    ///
+    /// When listing fails.
+    pub async fn artifact_keys(
+        &self,
+        backup_type: Option<BackupType>,
+        target: Option<&str>,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut keys = Vec::new();
+        for t in backup_type.map_or_else(
+            || vec![BackupType::Database, BackupType::Media],
+            |t| vec![t],
+        ) {
+            let prefix = match target {
+                Some(target) => format!("{}/{target}/", t.as_str()),
+                None => format!("{}/", t.as_str()),
+            };
+            let entries = match self.op().await?.list_with(&prefix).recursive(true).await {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(op_err("list", prefix)(e)),
+            };
+            keys.extend(
+                entries
+                    .iter()
+                    .filter(|e| e.metadata().is_file() && !e.path().ends_with(MANIFEST_SUFFIX))
+                    .map(|e| e.path().to_string()),
+            );
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// The bytes of `key`, streamed in chunks.
+    ///
+    /// # Errors
+    ///
+    /// When the key cannot be opened.
+    pub async fn read(
+        &self,
+        key: &str,
+    ) -> Result<impl futures_util::Stream<Item = Result<Bytes, StorageError>> + use<>, StorageError>
+    {
+        use futures_util::StreamExt;
+        let reader = self
+            .op()
+            .await?
+            .reader_with(key)
+            .chunk(UPLOAD_CHUNK)
+            .concurrent(2)
+            .await
+            .map_err(op_err("read", key))?;
+        let stream = reader
+            .into_bytes_stream(..)
+            .await
+            .map_err(op_err("read", key))?;
+        let key = key.to_string();
+        Ok(stream.map(move |chunk| {
+            chunk.map_err(|e| StorageError::Io {
+                context: format!("reading {key}"),
+                source: e,
+            })
+        }))
     }
 
     /// Deletes an artifact and then its manifest.

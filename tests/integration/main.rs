@@ -8,6 +8,7 @@ mod media;
 mod mysql;
 mod notify;
 mod postgres;
+mod restore;
 mod schedules;
 mod sinks;
 mod sqlite;

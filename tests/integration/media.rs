@@ -7,7 +7,7 @@ use crate::support::*;
 /// `kind mode mtime-seconds hash-or-link path` for every entry, sorted.
 /// Directory mtimes are left out: removing the skipped entries below
 /// changes them on the source side.
-fn tree(root: &Path) -> Vec<String> {
+pub fn tree(root: &Path) -> Vec<String> {
     let listing = sh(&format!(
         "cd '{}' && find . -mindepth 1 \\( -type f -printf '%y %m %T@ ' -exec sha256sum {{}} \\; \\) -o \\( ! -type f -printf '%y %m %T@ %l %p\\n' \\)",
         root.display()

@@ -4,7 +4,7 @@ use std::fs;
 
 use crate::support::*;
 
-fn seed(db: &MyDb) {
+pub fn seed(db: &MyDb) {
     db.sql(
         "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(100), note TEXT, data BLOB) CHARACTER SET utf8mb4;
          INSERT INTO items VALUES (1, 'Zoë Müller', 'naïve café 🚀', 0x00FF10807F),
@@ -15,7 +15,7 @@ fn seed(db: &MyDb) {
     );
 }
 
-fn digest(db: &MyDb) -> String {
+pub fn digest(db: &MyDb) -> String {
     db.sql("SELECT MD5(GROUP_CONCAT(CONCAT_WS('#', id, name, IFNULL(note, 'NULL'), IFNULL(HEX(data), 'NULL')) ORDER BY id SEPARATOR '|')) FROM items")
 }
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::support::*;
 
-const RUN_FIELDS: [&str; 17] = [
+const RUN_FIELDS: [&str; 19] = [
     "id",
     "backup_type",
     "target",
@@ -29,9 +29,11 @@ const RUN_FIELDS: [&str; 17] = [
     "size_bytes",
     "sha256",
     "notification",
+    "verified_at",
+    "verify_result",
 ];
 
-fn seed(db: &PgDb) {
+pub fn seed(db: &PgDb) {
     db.psql(
         "CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, note text, photo bytea);
          INSERT INTO customers (name, note, photo) VALUES
@@ -45,7 +47,7 @@ fn seed(db: &PgDb) {
 }
 
 /// A digest of every row, comparable across databases.
-fn digest(db: &str) -> String {
+pub fn digest(db: &str) -> String {
     psql_in(
         db,
         "SELECT md5(string_agg(c::text, '|' ORDER BY id)) FROM customers c
@@ -374,7 +376,7 @@ fn history_can_live_in_postgresql() {
     ));
     let first = sandbox.cli(&["migrate"]).success();
     assert!(
-        first.stdout.contains("3 migration(s) applied"),
+        first.stdout.contains("4 migration(s) applied"),
         "{}",
         first.stdout
     );

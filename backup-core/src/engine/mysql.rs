@@ -28,24 +28,7 @@ pub async fn prepare(db: &ServerDatabase, tools: &ToolSettings) -> Result<Source
     let server_version = server_version(db).await?;
     let (tool, tool_line) = find_tool(tools).await?;
 
-    // The password goes into a 0600 file that only this process names; argv
-    // shows its path, never its content.
-    let mut defaults = tempfile::Builder::new()
-        .prefix("backup-mysql-")
-        .suffix(".cnf")
-        .tempfile()
-        .map_err(|e| EngineError::Io {
-            context: "creating the MySQL defaults file".into(),
-            source: e,
-        })?;
-    defaults
-        .write_all(defaults_file(db).as_bytes())
-        .and_then(|()| defaults.flush())
-        .map_err(|e| EngineError::Io {
-            context: "writing the MySQL defaults file".into(),
-            source: e,
-        })?;
-    let defaults = defaults.into_temp_path();
+    let defaults = defaults_tempfile(db)?;
 
     let mut cmd = Command::new(&tool);
     // --defaults-extra-file must come first.
@@ -81,6 +64,106 @@ pub async fn prepare(db: &ServerDatabase, tools: &ToolSettings) -> Result<Source
             })
         }),
     })
+}
+
+/// Writes the credentials of `db` to a 0600 option file that only this
+/// process names (argv shows its path, never its content); removed on drop.
+fn defaults_tempfile(db: &ServerDatabase) -> Result<tempfile::TempPath, EngineError> {
+    let mut defaults = tempfile::Builder::new()
+        .prefix("backup-mysql-")
+        .suffix(".cnf")
+        .tempfile()
+        .map_err(|e| EngineError::Io {
+            context: "creating the MySQL defaults file".into(),
+            source: e,
+        })?;
+    defaults
+        .write_all(defaults_file(db).as_bytes())
+        .and_then(|()| defaults.flush())
+        .map_err(|e| EngineError::Io {
+            context: "writing the MySQL defaults file".into(),
+            source: e,
+        })?;
+    Ok(defaults.into_temp_path())
+}
+
+const CLIENT_HINT: &str = "install mariadb-client (or mysql-client) or set tools.mariadb";
+
+/// The client: `tools.mariadb`, else `mariadb` beside `tools.mariadb_dump`,
+/// else `mariadb` or `mysql` on PATH.
+fn client_tool(tools: &ToolSettings) -> PathBuf {
+    if let Some(tool) = &tools.mariadb {
+        return tool.clone();
+    }
+    if let Some(dir) = tools.mariadb_dump.as_ref().and_then(|d| d.parent())
+        && !dir.as_os_str().is_empty()
+    {
+        return dir.join("mariadb");
+    }
+    let on_path = |name: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
+    };
+    PathBuf::from(if on_path("mariadb") {
+        "mariadb"
+    } else {
+        "mysql"
+    })
+}
+
+/// Streams SQL text into `db` with the `mariadb` client, which stops at the
+/// first error.
+///
+/// # Errors
+///
+/// [`EngineError`] from the client (its stderr, redacted) or the input.
+pub fn restore(
+    db: &ServerDatabase,
+    tools: &ToolSettings,
+    input: &mut dyn std::io::Read,
+) -> Result<(), EngineError> {
+    let defaults = defaults_tempfile(db)?;
+    let tool = client_tool(tools);
+    let mut cmd = Command::new(&tool);
+    cmd.arg(format!("--defaults-extra-file={}", defaults.display()))
+        .args([
+            "--batch",
+            "--default-character-set=utf8mb4",
+            "--max-allowed-packet=1G",
+        ])
+        .arg(&db.database)
+        .env_remove("MYSQL_PWD")
+        .env_remove("MYSQL_HOST");
+    let password = db.password.as_ref().map(|p| p.expose_secret().to_string());
+    let secrets: Vec<&str> = password.iter().map(String::as_str).collect();
+    let result = process::feed(
+        cmd,
+        &tool.display().to_string(),
+        CLIENT_HINT,
+        &secrets,
+        input,
+        None,
+    );
+    drop(defaults);
+    result.map(|_| ())
+}
+
+/// Tables in the database.
+///
+/// # Errors
+///
+/// [`EngineError::Connect`] when it cannot be reached.
+pub async fn tables(db: &ServerDatabase) -> Result<u64, EngineError> {
+    let (mut conn, preflight) = connect(db).await?;
+    let count: Result<i64, _> = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE()",
+    )
+    .fetch_one(&mut conn)
+    .await;
+    let _ = conn.close().await;
+    count
+        .map(|n| n.max(0) as u64)
+        .map_err(|e| preflight.failed(&e))
 }
 
 /// The `[client]` section of an option file. Values are double-quoted with
@@ -137,7 +220,7 @@ async fn find_tool(tools: &ToolSettings) -> Result<(PathBuf, String), EngineErro
     })
 }
 
-async fn server_version(db: &ServerDatabase) -> Result<String, EngineError> {
+async fn connect(db: &ServerDatabase) -> Result<(MySqlConnection, Preflight<'_>), EngineError> {
     let mut options = MySqlConnectOptions::new().database(&db.database);
     if let Some(host) = &db.host {
         options = options.host(host);
@@ -160,9 +243,14 @@ async fn server_version(db: &ServerDatabase) -> Result<String, EngineError> {
         default_port: DEFAULT_PORT,
         describe,
     };
-    let mut conn = preflight
+    let conn = preflight
         .connect(MySqlConnection::connect_with(&options))
         .await?;
+    Ok((conn, preflight))
+}
+
+async fn server_version(db: &ServerDatabase) -> Result<String, EngineError> {
+    let (mut conn, preflight) = connect(db).await?;
     let version: Result<String, _> = sqlx::query_scalar("SELECT VERSION()")
         .fetch_one(&mut conn)
         .await;

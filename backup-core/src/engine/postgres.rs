@@ -55,8 +55,30 @@ pub async fn prepare(db: &ServerDatabase, tools: &ToolSettings) -> Result<Source
 
     let mut cmd = Command::new(&tool);
     cmd.args(["--format=custom", "--compress=0", "--no-password"]);
-    // Connection details travel in the environment: nothing in argv, which
-    // every user on the host can read.
+    let password = connection_env(&mut cmd, db);
+    cmd.env("PGDATABASE", &db.database);
+    let tool_name = tool.display().to_string();
+    Ok(Source {
+        engine: "postgresql",
+        format: "pg_dump custom archive",
+        extension: "dump",
+        server_version: Some(server_version),
+        tool_version: Some(tool_line),
+        producer: Box::new(move |out| {
+            let secrets: Vec<&str> = password.iter().map(String::as_str).collect();
+            let warnings = process::stream(cmd, &tool_name, &hint, &secrets, out)?;
+            Ok(SourceStats {
+                files: None,
+                warnings,
+            })
+        }),
+    })
+}
+
+/// Puts the connection details of `db` (but the database name) in the
+/// environment of `cmd`: nothing in argv, which every user on the host can
+/// read. Returns the password, for redacting the tool's messages.
+fn connection_env(cmd: &mut Command, db: &ServerDatabase) -> Option<String> {
     for var in [
         "PGHOST",
         "PGPORT",
@@ -80,7 +102,6 @@ pub async fn prepare(db: &ServerDatabase, tools: &ToolSettings) -> Result<Source
     if let Some(user) = &db.user {
         cmd.env("PGUSER", user);
     }
-    cmd.env("PGDATABASE", &db.database);
     let password = db.password.as_ref().map(|p| p.expose_secret().to_string());
     if let Some(password) = &password {
         cmd.env("PGPASSWORD", password);
@@ -94,22 +115,135 @@ pub async fn prepare(db: &ServerDatabase, tools: &ToolSettings) -> Result<Source
             cmd.env(var, value);
         }
     }
-    let tool_name = tool.display().to_string();
-    Ok(Source {
-        engine: "postgresql",
-        format: "pg_dump custom archive",
-        extension: "dump",
-        server_version: Some(server_version),
-        tool_version: Some(tool_line),
-        producer: Box::new(move |out| {
-            let secrets: Vec<&str> = password.iter().map(String::as_str).collect();
-            let warnings = process::stream(cmd, &tool_name, &hint, &secrets, out)?;
-            Ok(SourceStats {
-                files: None,
-                warnings,
-            })
-        }),
-    })
+    password
+}
+
+/// `pg_restore`: `tools.pg_restore`, else the one beside `tools.pg_dump`,
+/// else the one on PATH.
+fn restore_tool(tools: &ToolSettings) -> PathBuf {
+    if let Some(tool) = &tools.pg_restore {
+        return tool.clone();
+    }
+    match tools.pg_dump.as_ref().and_then(|d| d.parent()) {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join("pg_restore"),
+        _ => PathBuf::from("pg_restore"),
+    }
+}
+
+const RESTORE_HINT: &str =
+    "install postgresql-client (at least the version that made the dump) or set tools.pg_restore";
+
+/// How `pg_restore` treats the objects already in the database.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RestoreFlags {
+    /// Drop the archive's objects before re-creating them (`--clean
+    /// --if-exists`): restoring over an existing database.
+    pub clean: bool,
+    /// Skip ownership and grants (`--no-owner --no-privileges`): restoring
+    /// as another role.
+    pub no_owner: bool,
+}
+
+/// Streams a custom-format archive into `db` with `pg_restore` in one
+/// transaction: any error (or a damaged input) rolls back everything.
+///
+/// # Errors
+///
+/// [`EngineError`] from `pg_restore` (its stderr, redacted) or the input.
+pub fn restore(
+    db: &ServerDatabase,
+    tools: &ToolSettings,
+    flags: RestoreFlags,
+    input: &mut dyn std::io::Read,
+) -> Result<(), EngineError> {
+    let tool = restore_tool(tools);
+    let mut cmd = Command::new(&tool);
+    // A conninfo string, so that no database name is read as options.
+    let quoted = db.database.replace('\\', "\\\\").replace('\'', "\\'");
+    cmd.arg(format!("--dbname=dbname='{quoted}'")).args([
+        "--single-transaction",
+        "--exit-on-error",
+        "--no-password",
+    ]);
+    if flags.clean {
+        cmd.args(["--clean", "--if-exists"]);
+    }
+    if flags.no_owner {
+        cmd.args(["--no-owner", "--no-privileges"]);
+    }
+    let password = connection_env(&mut cmd, db);
+    let secrets: Vec<&str> = password.iter().map(String::as_str).collect();
+    process::feed(
+        cmd,
+        &tool.display().to_string(),
+        RESTORE_HINT,
+        &secrets,
+        input,
+        None,
+    )
+    .map(|_| ())
+}
+
+/// Reads a custom-format archive with `pg_restore --list`; returns the
+/// number of entries in its table of contents.
+///
+/// # Errors
+///
+/// [`EngineError`] when `pg_restore` cannot read the archive.
+pub fn list_archive(
+    tools: &ToolSettings,
+    input: &mut dyn std::io::Read,
+) -> Result<u64, EngineError> {
+    let tool = restore_tool(tools);
+    let mut cmd = Command::new(&tool);
+    cmd.arg("--list");
+    let mut listing: Vec<u8> = Vec::new();
+    process::feed(
+        cmd,
+        &tool.display().to_string(),
+        RESTORE_HINT,
+        &[],
+        input,
+        Some(&mut listing),
+    )?;
+    Ok(String::from_utf8_lossy(&listing)
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with(';'))
+        .count() as u64)
+}
+
+/// Connects to `db`, with the driver's reason (redacted) on failure.
+async fn connect(db: &ServerDatabase) -> Result<(PgConnection, Preflight<'_>), EngineError> {
+    let options = connect_options(db)?;
+    let preflight = Preflight {
+        engine: "PostgreSQL",
+        db,
+        default_port: DEFAULT_PORT,
+        describe,
+    };
+    let conn = preflight
+        .connect(PgConnection::connect_with(&options))
+        .await?;
+    Ok((conn, preflight))
+}
+
+/// Tables in the database's own schemas (not the system catalogs).
+///
+/// # Errors
+///
+/// [`EngineError::Connect`] when it cannot be reached.
+pub async fn tables(db: &ServerDatabase) -> Result<u64, EngineError> {
+    let (mut conn, preflight) = connect(db).await?;
+    let count: Result<i64, _> = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_catalog.pg_tables \
+         WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+    )
+    .fetch_one(&mut conn)
+    .await;
+    let _ = conn.close().await;
+    count
+        .map(|n| n.max(0) as u64)
+        .map_err(|e| preflight.failed(&e))
 }
 
 fn connect_options(db: &ServerDatabase) -> Result<PgConnectOptions, EngineError> {
@@ -146,16 +280,7 @@ fn connect_options(db: &ServerDatabase) -> Result<PgConnectOptions, EngineError>
 /// `(version string, major)` of the server, proving the target is reachable
 /// with these credentials.
 async fn server_version(db: &ServerDatabase) -> Result<(String, u32), EngineError> {
-    let options = connect_options(db)?;
-    let preflight = Preflight {
-        engine: "PostgreSQL",
-        db,
-        default_port: DEFAULT_PORT,
-        describe,
-    };
-    let mut conn = preflight
-        .connect(PgConnection::connect_with(&options))
-        .await?;
+    let (mut conn, preflight) = connect(db).await?;
     let row: Result<(String, String), _> = sqlx::query_as(
         "SELECT current_setting('server_version'), current_setting('server_version_num')",
     )

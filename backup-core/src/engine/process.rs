@@ -49,32 +49,11 @@ pub fn stream(
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let child = cmd.spawn().map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => EngineError::ToolMissing {
-            tool: tool.to_string(),
-            where_: String::new(),
-            hint: hint.to_string(),
-        },
-        _ => EngineError::Io {
-            context: format!("starting {tool}"),
-            source: e,
-        },
-    })?;
+    let child = spawn(&mut cmd, tool, hint)?;
     let mut reaper = Reaper(Some(child));
     let child = reaper.0.as_mut().expect("child just stored");
-    let stderr = child.stderr.take().expect("stderr is piped");
+    let tail = drain_stderr(child.stderr.take().expect("stderr is piped"));
     let mut stdout = child.stdout.take().expect("stdout is piped");
-    let tail = thread::spawn(move || {
-        let mut lines = VecDeque::with_capacity(STDERR_TAIL);
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if lines.len() == STDERR_TAIL {
-                lines.pop_front();
-            }
-            lines.push_back(line);
-        }
-        lines
-    });
 
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -97,13 +76,7 @@ pub fn stream(
         context: format!("waiting for {tool}"),
         source: e,
     })?;
-    let lines: Vec<String> = tail
-        .join()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|l| redact::text(&l, secrets))
-        .filter(|l| !l.trim().is_empty())
-        .collect();
+    let lines = finish_stderr(tail, secrets);
     if status.success() {
         Ok(lines)
     } else {
@@ -113,6 +86,144 @@ pub fn stream(
             stderr: summarize(&lines),
         })
     }
+}
+
+/// Runs `cmd` with `input` on its stdin (a restore tool), copying its stdout
+/// into `out` (or discarding it), and fails unless it exits 0.
+///
+/// When reading `input` fails (a corrupt or unverified artifact), the tool
+/// is killed before it sees the end of its input, so a tool that applies its
+/// work at the end (`pg_restore --single-transaction`) changes nothing.
+///
+/// # Errors
+///
+/// As [`stream`]; a failure of `input` is [`EngineError::Io`] with the
+/// reader's error.
+pub fn feed(
+    mut cmd: Command,
+    tool: &str,
+    hint: &str,
+    secrets: &[&str],
+    input: &mut dyn Read,
+    out: Option<&mut (dyn Write + Send)>,
+) -> Result<Vec<String>, EngineError> {
+    cmd.stdin(Stdio::piped())
+        .stdout(if out.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(Stdio::piped());
+    let child = spawn(&mut cmd, tool, hint)?;
+    let mut reaper = Reaper(Some(child));
+    let child = reaper.0.as_mut().expect("child just stored");
+    let tail = drain_stderr(child.stderr.take().expect("stderr is piped"));
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let stdout = child.stdout.take();
+    let copied = thread::scope(|scope| {
+        let reader = stdout
+            .zip(out)
+            .map(|(mut stdout, out)| scope.spawn(move || io::copy(&mut stdout, out).map(|_| ())));
+        let fed = copy_into(input, &mut stdin);
+        if matches!(fed, Err(Feed::Input(_))) {
+            // Killed while its stdin is still open: it never sees an end of
+            // input, so it cannot finish (and commit) on a partial stream.
+            let _ = child.kill();
+        }
+        drop(stdin);
+        let read = reader.map_or(Ok(()), |r| r.join().unwrap_or(Ok(())));
+        (fed, read)
+    });
+    let (fed, read) = copied;
+    if let Err(Feed::Input(e)) = fed {
+        // Killed above; the reaper reaps it.
+        drop(reaper);
+        return Err(EngineError::Io {
+            context: "reading the artifact".into(),
+            source: e,
+        });
+    }
+    let mut child = reaper.0.take().expect("child still held");
+    let status = child.wait().map_err(|e| EngineError::Io {
+        context: format!("waiting for {tool}"),
+        source: e,
+    })?;
+    let lines = finish_stderr(tail, secrets);
+    if !status.success() {
+        return Err(EngineError::ToolFailed {
+            tool: tool.to_string(),
+            status: describe(status),
+            stderr: summarize(&lines),
+        });
+    }
+    // The tool succeeded but did not take all its input, or its output
+    // could not be kept: either way the work is not known to be whole.
+    if let Err(Feed::Tool(e)) = fed {
+        return Err(EngineError::Io {
+            context: format!("writing to {tool}"),
+            source: e,
+        });
+    }
+    read.map_err(EngineError::Output)?;
+    Ok(lines)
+}
+
+/// Which side of a copy failed.
+enum Feed {
+    Input(io::Error),
+    Tool(io::Error),
+}
+
+fn copy_into(input: &mut dyn Read, to: &mut dyn Write) -> Result<(), Feed> {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Feed::Input(e)),
+        };
+        to.write_all(&buf[..n]).map_err(Feed::Tool)?;
+    }
+}
+
+fn spawn(cmd: &mut Command, tool: &str, hint: &str) -> Result<Child, EngineError> {
+    cmd.spawn().map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => EngineError::ToolMissing {
+            tool: tool.to_string(),
+            where_: String::new(),
+            hint: hint.to_string(),
+        },
+        _ => EngineError::Io {
+            context: format!("starting {tool}"),
+            source: e,
+        },
+    })
+}
+
+/// Keeps the last [`STDERR_TAIL`] lines of a child's stderr, on a thread.
+fn drain_stderr(stderr: std::process::ChildStderr) -> thread::JoinHandle<VecDeque<String>> {
+    thread::spawn(move || {
+        let mut lines = VecDeque::with_capacity(STDERR_TAIL);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines.len() == STDERR_TAIL {
+                lines.pop_front();
+            }
+            lines.push_back(line);
+        }
+        lines
+    })
+}
+
+/// The kept stderr lines, redacted, without blank ones.
+fn finish_stderr(tail: thread::JoinHandle<VecDeque<String>>, secrets: &[&str]) -> Vec<String> {
+    tail.join()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| redact::text(&l, secrets))
+        .filter(|l| !l.trim().is_empty())
+        .collect()
 }
 
 fn describe(status: ExitStatus) -> String {
@@ -177,6 +288,33 @@ mod tests {
             err,
             "tool exited with status 3: tool: error: auth failed for ***"
         );
+    }
+
+    #[test]
+    fn feed_passes_input_and_a_failing_input_kills_the_tool() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "wc -c"]);
+        let mut out = Vec::new();
+        feed(cmd, "wc", "", &[], &mut &b"12345"[..], Some(&mut out)).unwrap();
+        assert_eq!(String::from_utf8_lossy(&out).trim(), "5");
+
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "sha256 mismatch",
+                ))
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("finished");
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("cat >/dev/null; touch {}", marker.display()));
+        let err = feed(cmd, "sh", "", &[], &mut Broken, None).unwrap_err();
+        assert!(err.to_string().contains("sha256 mismatch"), "{err}");
+        assert!(!marker.exists(), "the tool was not left to finish");
     }
 
     #[test]

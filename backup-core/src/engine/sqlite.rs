@@ -70,3 +70,63 @@ pub async fn prepare(path: &Path) -> Result<Source, EngineError> {
         }),
     })
 }
+
+/// Opens a SQLite file read-only.
+async fn open_read_only(path: &Path) -> Result<sqlx::SqliteConnection, EngineError> {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .busy_timeout(Duration::from_secs(60))
+        .disable_statement_logging()
+        .connect()
+        .await
+        .map_err(|e| EngineError::Io {
+            context: format!("opening SQLite database {}", path.display()),
+            source: io::Error::other(e.to_string()),
+        })
+}
+
+/// Tables in a SQLite file; 0 when the file does not exist.
+///
+/// # Errors
+///
+/// When the file exists but is not a readable SQLite database.
+pub async fn tables(path: &Path) -> Result<u64, EngineError> {
+    if !path.exists() {
+        return Ok(0);
+    }
+    let mut conn = open_read_only(path).await?;
+    let count: Result<i64, _> = sqlx::query_scalar(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+    )
+    .fetch_one(&mut conn)
+    .await;
+    let _ = conn.close().await;
+    count.map(|n| n.max(0) as u64).map_err(|e| EngineError::Io {
+        context: format!("reading SQLite database {}", path.display()),
+        source: io::Error::other(e.to_string()),
+    })
+}
+
+/// `PRAGMA integrity_check` of a SQLite file: `Ok(())` when it says `ok`.
+///
+/// # Errors
+///
+/// [`EngineError::TargetMissing`] with SQLite's findings when it does not.
+pub async fn integrity_check(path: &Path) -> Result<(), EngineError> {
+    let mut conn = open_read_only(path).await?;
+    let rows: Result<Vec<String>, _> = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_all(&mut conn)
+        .await;
+    let _ = conn.close().await;
+    match rows {
+        Ok(rows) if rows.len() == 1 && rows[0] == "ok" => Ok(()),
+        Ok(rows) => Err(EngineError::TargetMissing(format!(
+            "SQLite integrity_check failed: {}",
+            rows.into_iter().take(5).collect::<Vec<_>>().join("; ")
+        ))),
+        Err(e) => Err(EngineError::TargetMissing(format!(
+            "SQLite integrity_check failed: {e}"
+        ))),
+    }
+}

@@ -1,0 +1,265 @@
+//! `restore database|media|list`: bring a backup back, after checking it.
+
+use std::{
+    io::{BufRead, IsTerminal, Write},
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use backup_core::{
+    backup::Context,
+    config::Settings,
+    history::{RestoreRun, RunStatus},
+    pipeline::Progress,
+    restore::{self, DatabaseOptions, Pick, RestoreReport},
+};
+
+use crate::output::{self, outln};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Restore a database backup (into its own database, or --into another).
+    Database(DatabaseArgs),
+    /// Restore a media backup into a directory.
+    Media(MediaArgs),
+    /// Past restores, newest first.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Which backup: one of --run, --latest (the default), --artifact.
+#[derive(Debug, clap::Args)]
+#[group(multiple = false)]
+pub struct Which {
+    /// The artifact of this backup run.
+    #[arg(long, value_name = "ID")]
+    run: Option<i64>,
+    /// The newest complete backup of the target (the default).
+    #[arg(long)]
+    latest: bool,
+    /// This artifact key (see `artifacts list`).
+    #[arg(long, value_name = "KEY")]
+    artifact: Option<String>,
+}
+
+impl Which {
+    fn pick(&self) -> Pick {
+        match (&self.run, &self.artifact) {
+            (Some(id), _) => Pick::Run(*id),
+            (_, Some(key)) => Pick::Artifact(key.clone()),
+            _ => Pick::Latest,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DatabaseArgs {
+    /// The target whose backup to restore.
+    #[arg(long, short)]
+    target: Option<String>,
+    #[command(flatten)]
+    which: Which,
+    /// Restore into this database instead of the target's own (same engine).
+    /// A URL with a password is better given as BACKUP_RESTORE_INTO.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "BACKUP_RESTORE_INTO",
+        hide_env_values = true
+    )]
+    into: Option<String>,
+    /// Restore over existing tables without asking.
+    #[arg(long)]
+    yes: bool,
+    /// PostgreSQL: skip ownership and grants (restoring as another role).
+    #[arg(long)]
+    no_owner: bool,
+    /// Print the restore record as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MediaArgs {
+    /// The target whose backup to restore.
+    #[arg(long, short)]
+    target: Option<String>,
+    /// The artifact of this backup run.
+    #[arg(long, value_name = "ID", conflicts_with = "latest")]
+    run: Option<i64>,
+    /// The newest complete backup of the target (the default).
+    #[arg(long)]
+    latest: bool,
+    /// The directory to restore into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    to: PathBuf,
+    /// Restore into a non-empty directory, replacing same-named entries.
+    #[arg(long)]
+    force: bool,
+    /// Print the restore record as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+    let ctx = Context::open(settings).await?;
+    match cmd {
+        Command::Database(args) => database(&ctx, args).await,
+        Command::Media(args) => media(&ctx, args).await,
+        Command::List { limit, json } => {
+            let restores = ctx.history.restores(limit).await?;
+            if json {
+                output::json(&restores)?;
+            } else if restores.is_empty() {
+                outln!("no restores recorded");
+            } else {
+                for r in &restores {
+                    outln!(
+                        "{:>5}  {}  {:<7}  {} {}  run {}  -> {}  {}",
+                        r.id,
+                        output::time(r.started_at, ctx.settings.timezone),
+                        r.status,
+                        r.backup_type,
+                        r.target,
+                        r.source_run_id.map_or("-".into(), |id| id.to_string()),
+                        r.destination,
+                        r.error_message
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn database(ctx: &Context, args: DatabaseArgs) -> anyhow::Result<ExitCode> {
+    if let Some(url) = &args.into
+        && std::env::var_os("BACKUP_RESTORE_INTO").is_none()
+        && url.contains('@')
+        && url
+            .split('@')
+            .next()
+            .is_some_and(|auth| auth.matches(':').count() > 1)
+    {
+        eprintln!(
+            "warning: the --into URL holds a password, which other users can see in the process \
+             list; prefer BACKUP_RESTORE_INTO=URL"
+        );
+    }
+    let plan = restore::plan_database(
+        ctx,
+        args.target.as_deref(),
+        &args.which.pick(),
+        args.into.as_deref(),
+    )
+    .await?;
+    let mut replace = args.yes;
+    if plan.existing_tables > 0 && !replace && std::io::stdin().is_terminal() {
+        replace = confirm(&format!(
+            "{} has {} table(s). Restoring {} (run {}) replaces the tables it holds. Continue? [y/N] ",
+            plan.shown, plan.existing_tables, plan.manifest.artifact, plan.manifest.run_id
+        ))?;
+        if !replace {
+            eprintln!("restore cancelled; nothing was changed");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let options = DatabaseOptions {
+        replace,
+        no_owner: args.no_owner,
+    };
+    let progress = Progress::default();
+    let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
+        output::spinner(
+            &format!("restore {}", plan.manifest.target),
+            progress.clone(),
+        )
+    });
+    let report = restore::run_database(ctx, &plan, options, progress).await;
+    if let Some((bar, ticker)) = bar {
+        ticker.abort();
+        bar.finish_and_clear();
+    }
+    finish(ctx, report?, args.json, "tables")
+}
+
+async fn media(ctx: &Context, args: MediaArgs) -> anyhow::Result<ExitCode> {
+    let pick = args.run.map_or(Pick::Latest, Pick::Run);
+    let plan = restore::plan_media(ctx, args.target.as_deref(), &pick, &args.to).await?;
+    let progress = Progress::default();
+    let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
+        output::spinner(
+            &format!("restore {}", plan.manifest.target),
+            progress.clone(),
+        )
+    });
+    let report = restore::run_media(ctx, &plan, args.force, progress).await;
+    if let Some((bar, ticker)) = bar {
+        ticker.abort();
+        bar.finish_and_clear();
+    }
+    finish(ctx, report?, args.json, "files")
+}
+
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    eprint!("{question}");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
+}
+
+fn finish(
+    ctx: &Context,
+    report: RestoreReport,
+    json: bool,
+    items: &str,
+) -> anyhow::Result<ExitCode> {
+    let run = &report.run;
+    if json {
+        output::json(run)?;
+    } else {
+        print(ctx, run, items);
+    }
+    if run.status == RunStatus::Success {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("error: restore failed: {}", run.error_message);
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn print(ctx: &Context, run: &RestoreRun, items: &str) {
+    let ok = run.status == RunStatus::Success;
+    outln!(
+        "{} {} {}: {} (restore {}, {:.2} s)",
+        run.backup_type,
+        run.target,
+        if ok { "restored" } else { "restore FAILED" },
+        run.destination,
+        run.id,
+        run.duration_seconds.unwrap_or_default()
+    );
+    outln!(
+        "  from      run {} ({})",
+        run.source_run_id.map_or("-".into(), |id| id.to_string()),
+        run.artifact
+    );
+    if ok {
+        outln!("  {items:<9} {}", run.items.unwrap_or_default());
+        let bytes = run.bytes.unwrap_or_default().max(0) as u64;
+        outln!("  bytes     {} ({bytes} bytes)", output::bytes(bytes));
+        outln!(
+            "  at        {}",
+            output::time(run.started_at, ctx.settings.timezone)
+        );
+    } else {
+        outln!("  error     {}", run.error_message);
+    }
+}
