@@ -121,9 +121,10 @@ pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             } else {
                 for r in &restores {
                     outln!(
-                        "{:>5}  {}  {:<7}  {} {}  run {}  -> {}  {}",
+                        "{:>5}  {}  {:<7}  {:<7}  {} {}  run {}  -> {}  {}",
                         r.id,
                         output::time(r.started_at, ctx.settings.timezone),
+                        r.kind,
                         r.status,
                         r.backup_type,
                         r.target,

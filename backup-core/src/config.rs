@@ -82,6 +82,13 @@ pub struct Settings {
     pub smtp: Option<SmtpSettings>,
     /// HTTP endpoints told about outcomes (`[[webhooks]]`).
     pub webhooks: Vec<WebhookSettings>,
+    /// When the worker verifies the newest artifact of each target (and
+    /// drills its restore where a scratch database is configured); none: off.
+    pub verify_schedule: Option<CronSchedule>,
+    /// Databases a restore drill may create and drop, one per engine
+    /// (`postgres://.../drill`, `mysql://.../drill`). SQLite drills use a
+    /// temporary file.
+    pub verify_scratch: Vec<ScratchDatabase>,
     /// Database backups: schedule and targets.
     pub database_backup: DatabaseBackupSettings,
     /// Media (directory tree) backups: schedule and targets.
@@ -113,6 +120,8 @@ impl Default for Settings {
             queue: None,
             smtp: None,
             webhooks: Vec::new(),
+            verify_schedule: None,
+            verify_scratch: Vec::new(),
             database_backup: DatabaseBackupSettings::default(),
             media_backup: MediaBackupSettings::default(),
             retry: RetrySettings::default(),
@@ -242,6 +251,15 @@ impl Settings {
         ] {
             if let Some(url) = ping {
                 check_http_url(key, url)?;
+            }
+        }
+        let mut engines = HashSet::new();
+        for scratch in &self.verify_scratch {
+            if !engines.insert(scratch.0.engine()) {
+                return Err(invalid(format!(
+                    "verify_scratch: two {} databases; give one per engine",
+                    scratch.0.engine()
+                )));
             }
         }
         if self.retry.notification_attempts == 0 {
@@ -1363,6 +1381,37 @@ impl DatabaseSource {
             DatabaseSource::Postgres(db) | DatabaseSource::Mysql(db) => db.redacted_url(),
             DatabaseSource::Sqlite { path } => format!("sqlite://{}", path.display()),
         }
+    }
+}
+
+/// A database a restore drill may create and drop.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ScratchDatabase(pub DatabaseSource);
+
+impl TryFrom<String> for ScratchDatabase {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        match DatabaseSource::parse(&value)? {
+            DatabaseSource::Sqlite { .. } => Err(
+                "verify_scratch takes postgres:// or mysql:// URLs; SQLite drills use a temporary file"
+                    .into(),
+            ),
+            source => Ok(Self(source)),
+        }
+    }
+}
+
+impl From<ScratchDatabase> for String {
+    fn from(value: ScratchDatabase) -> Self {
+        value.0.redacted_url()
+    }
+}
+
+impl fmt::Debug for ScratchDatabase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.redacted_url())
     }
 }
 

@@ -45,11 +45,132 @@ impl BackupJob {
     }
 }
 
-/// The daily maintenance job.
+/// A scheduled chore: the daily maintenance, or the verification of the
+/// newest artifacts (`verify_schedule`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MaintenanceJob {
     /// Its fire time.
     pub scheduled_for: DateTime<Utc>,
+    /// Which chore.
+    #[serde(default)]
+    pub chore: Chore,
+}
+
+/// The chores the maintenance queue runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Chore {
+    /// History cleanup, lost runs, partial uploads.
+    #[default]
+    Maintenance,
+    /// Verify the newest artifact of each target, drill restores.
+    Verify,
+}
+
+impl Chore {
+    /// Its name, as in idempotency keys and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Chore::Maintenance => "maintenance",
+            Chore::Verify => "verify",
+        }
+    }
+}
+
+/// Runs a chore job.
+///
+/// # Errors
+///
+/// When history or storage fail.
+pub async fn run_chore(ctx: &Context, job: &MaintenanceJob) -> Result<(), Error> {
+    match job.chore {
+        Chore::Maintenance => run_maintenance(ctx, Utc::now()).await.map(|_| ()),
+        Chore::Verify => run_verification(ctx).await.map(|_| ()),
+    }
+}
+
+/// The scheduled verification: verifies the newest artifact of each target;
+/// for a database artifact that passes, drills its restore into a scratch
+/// database (`verify_scratch` for PostgreSQL and MySQL, a temporary file for
+/// SQLite). Every failure is notified like a failed backup. Returns how many
+/// artifacts failed.
+///
+/// # Errors
+///
+/// When storage cannot be listed or history read.
+pub async fn run_verification(ctx: &Context) -> Result<usize, Error> {
+    use crate::{config::DatabaseSource, restore};
+    let results = match restore::verify(ctx, &restore::Scope::Latest, None).await {
+        Ok(results) => results,
+        Err(Error::Restore(restore::RestoreError::NotFound(why))) => {
+            tracing::info!(reason = %why, "nothing to verify");
+            return Ok(0);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut failed = 0;
+    for result in &results {
+        let mut problem = (!result.ok).then(|| result.detail.clone());
+        if problem.is_none() && result.backup_type == BackupType::Database {
+            let scratch_dir = tempfile::tempdir().map_err(|e| Error::Io {
+                context: "creating a scratch directory".into(),
+                source: e,
+            })?;
+            let scratch = match result.engine.as_deref() {
+                Some("sqlite") => Some(DatabaseSource::Sqlite {
+                    path: scratch_dir.path().join("drill.sqlite3"),
+                }),
+                Some(engine) => ctx
+                    .settings
+                    .verify_scratch
+                    .iter()
+                    .find(|s| s.0.engine() == engine)
+                    .map(|s| s.0.clone()),
+                None => None,
+            };
+            if let (Some(scratch), Some(run_id)) = (scratch, result.run_id) {
+                let drilled = async {
+                    let manifest = restore::find(
+                        ctx,
+                        BackupType::Database,
+                        Some(&result.target),
+                        &restore::Pick::Run(run_id),
+                    )
+                    .await?;
+                    restore::drill(ctx, &manifest, &scratch, Progress::default()).await
+                }
+                .await;
+                match drilled {
+                    Ok(drill) if drill.report.error.is_none() => tracing::info!(
+                        target = %result.target,
+                        tables = drill.tables.len(),
+                        rows = drill.tables.iter().map(|(_, n)| n).sum::<u64>(),
+                        "restore drill passed"
+                    ),
+                    Ok(drill) => {
+                        problem = Some(format!(
+                            "restore drill failed: {}",
+                            drill.report.run.error_message
+                        ));
+                    }
+                    Err(e) => problem = Some(format!("restore drill failed: {e}")),
+                }
+            }
+        }
+        if let Some(problem) = problem {
+            failed += 1;
+            let run = match result.run_id {
+                Some(id) => ctx.history.get(id).await.ok(),
+                None => None,
+            };
+            let notice =
+                Notice::verification_failed(result.backup_type, &result.target, run, &problem);
+            ctx.notifier.finished(&ctx.history, &notice).await;
+        }
+    }
+    metrics::gauge!("backup_verify_failures").set(failed as f64);
+    tracing::info!(verified = results.len(), failed, "verification done");
+    Ok(failed)
 }
 
 /// Why a backup job ended without a successful run.

@@ -42,10 +42,22 @@ const PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// The last line of every mail.
 const FOOTER: &str = "This is an automated message from the backup scheduler (backup-worker).";
 
-/// Something to tell people about: a successful run, or a job that failed
-/// for good.
+/// What a notice is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activity {
+    /// A backup job.
+    Backup,
+    /// A scheduled verification (or restore drill) of an artifact.
+    Verification,
+}
+
+/// Something to tell people about: a successful run, a job that failed for
+/// good, or an artifact that failed its scheduled verification.
 #[derive(Debug, Clone)]
 pub struct Notice {
+    /// Backup or verification.
+    pub activity: Activity,
     /// Success or failure.
     pub event: NotifyOn,
     /// Database or media.
@@ -66,6 +78,7 @@ impl Notice {
     pub fn for_run(run: &BackupRun) -> Self {
         let success = run.status == RunStatus::Success;
         Self {
+            activity: Activity::Backup,
             event: if success {
                 NotifyOn::Success
             } else {
@@ -91,12 +104,31 @@ impl Notice {
         at: DateTime<Utc>,
     ) -> Self {
         Self {
+            activity: Activity::Backup,
             event: NotifyOn::Failure,
             backup_type,
             target: target.to_string(),
             run: None,
             error: error.to_string(),
             at,
+        }
+    }
+
+    /// The notice for an artifact that failed verification (or its drill).
+    pub fn verification_failed(
+        backup_type: BackupType,
+        target: &str,
+        run: Option<BackupRun>,
+        error: &str,
+    ) -> Self {
+        Self {
+            activity: Activity::Verification,
+            event: NotifyOn::Failure,
+            backup_type,
+            target: target.to_string(),
+            run,
+            error: error.to_string(),
+            at: Utc::now(),
         }
     }
 }
@@ -152,8 +184,12 @@ pub fn subject(settings: &Settings, notice: &Notice) -> String {
         NotifyOn::Success => "Successful",
         NotifyOn::Failure => "FAILED",
     };
+    let what = match notice.activity {
+        Activity::Backup => "Backup",
+        Activity::Verification => "Backup Verification",
+    };
     format!(
-        "{} {} Backup {outcome} - {}",
+        "{} {} {what} {outcome} - {}",
         settings.email_subject_prefix,
         title(notice.backup_type),
         timestamp(settings, notice.at)
@@ -201,21 +237,31 @@ pub fn compose(settings: &Settings, notice: &Notice) -> Email {
             }
         }
         NotifyOn::Failure => {
+            let verification = notice.activity == Activity::Verification;
             line(&format!(
-                "⚠️ {} BACKUP FAILED ⚠️",
-                title(notice.backup_type).to_uppercase()
+                "⚠️ {} BACKUP{} FAILED ⚠️",
+                title(notice.backup_type).to_uppercase(),
+                if verification { " VERIFICATION" } else { "" }
             ));
             line("");
             line(&format!("Timestamp: {when}"));
             line(&format!("Environment: {}", settings.environment));
             line(&format!("Target: {}", notice.target));
-            if let Some(run) = &notice.run {
+            if let Some(run) = notice.run.as_ref().filter(|_| !verification) {
                 line(&format!("Attempts: {}", run.attempt));
             }
             line(&format!("Error: {}", notice.error));
             line("");
             line("Please investigate this issue immediately.");
             match &notice.run {
+                Some(run) if verification => {
+                    line("");
+                    line(&format!("Backup Run ID: {}", run.id));
+                    line(&format!(
+                        "Full details: backup-cli verify --run {} (and the backup-worker log)",
+                        run.id
+                    ));
+                }
                 Some(run) => {
                     line("");
                     line(&format!("Backup Run ID: {}", run.id));
@@ -246,6 +292,7 @@ pub fn webhook_json(settings: &Settings, notice: &Notice) -> serde_json::Value {
     let run = notice.run.as_ref();
     json!({
         "event": notice.event,
+        "activity": notice.activity,
         "summary": subject(settings, notice),
         "environment": settings.environment,
         "backup_type": notice.backup_type,
@@ -420,12 +467,15 @@ impl Notifier {
             NotifyOn::Success => "",
             NotifyOn::Failure => "/fail",
         };
-        let (delivery, (), ()) = tokio::join!(
-            self.mail(notice),
-            self.webhooks(notice),
-            self.ping(notice.backup_type, suffix)
-        );
-        if let Some(run) = &notice.run
+        let backup = notice.activity == Activity::Backup;
+        let ping = async {
+            // The dead-man's switch watches backups, not verifications.
+            if backup {
+                self.ping(notice.backup_type, suffix).await;
+            }
+        };
+        let (delivery, (), ()) = tokio::join!(self.mail(notice), self.webhooks(notice), ping);
+        if let Some(run) = notice.run.as_ref().filter(|_| backup)
             && let Err(e) = history
                 .set_notification(run.id, &delivery.to_string())
                 .await
@@ -598,6 +648,7 @@ impl Notifier {
     /// `(redacted url, outcome)`.
     pub async fn test_webhooks(&self) -> Vec<(String, Result<String, String>)> {
         let notice = Notice {
+            activity: Activity::Backup,
             event: NotifyOn::Success,
             backup_type: BackupType::Database,
             target: "notify-test".into(),

@@ -879,6 +879,96 @@ fn install(staging: tempfile::TempDir, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// What a restore drill found.
+#[derive(Debug)]
+pub struct Drill {
+    /// The drill's restore row (`kind = drill`).
+    pub report: RestoreReport,
+    /// Rows per table of the restored copy.
+    pub tables: Vec<(String, u64)>,
+}
+
+/// A restore drill: restores `manifest` into `scratch`, a database created
+/// for the purpose (it must not exist), counts the rows of each table, and
+/// drops it again, whatever happened.
+///
+/// # Errors
+///
+/// [`RestoreError::Refused`] for another engine or an existing scratch
+/// database; failing to create or drop it. A failed restore is a `failed`
+/// row in the report.
+pub async fn drill(
+    ctx: &Context,
+    manifest: &Manifest,
+    scratch: &DatabaseSource,
+    progress: Progress,
+) -> Result<Drill, Error> {
+    if scratch.engine() != manifest.engine {
+        return Err(RestoreError::Refused(format!(
+            "{} is a {} backup; the scratch database {} is {}",
+            manifest.artifact,
+            manifest.engine,
+            scratch.redacted_url(),
+            scratch.engine()
+        ))
+        .into());
+    }
+    match scratch {
+        DatabaseSource::Postgres(db) => postgres::create_database(db).await?,
+        DatabaseSource::Mysql(db) => mysql::create_database(db).await?,
+        DatabaseSource::Sqlite { path } => {
+            if path.exists() {
+                return Err(RestoreError::Refused(format!(
+                    "scratch file {} exists; name one that does not (the drill creates and removes its own)",
+                    path.display()
+                ))
+                .into());
+            }
+        }
+    }
+    let plan = DatabasePlan {
+        manifest: manifest.clone(),
+        destination: scratch.clone(),
+        shown: scratch.redacted_url(),
+        existing_tables: 0,
+    };
+    let mut tables = Vec::new();
+    let report = record(ctx, RestoreKind::Drill, manifest, &plan.shown, async {
+        let bytes = restore_into(ctx, &plan, DatabaseOptions::default(), progress).await?;
+        tables = match scratch {
+            DatabaseSource::Postgres(db) => postgres::row_counts(db).await?,
+            DatabaseSource::Mysql(db) => mysql::row_counts(db).await?,
+            DatabaseSource::Sqlite { path } => sqlite::row_counts(path).await?,
+        };
+        Ok((bytes, tables.len() as u64))
+    })
+    .await;
+    let dropped = match scratch {
+        DatabaseSource::Postgres(db) => postgres::drop_database(db).await.map_err(Error::from),
+        DatabaseSource::Mysql(db) => mysql::drop_database(db).await.map_err(Error::from),
+        DatabaseSource::Sqlite { path } => {
+            let mut result = Ok(());
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                let mut file = path.as_os_str().to_owned();
+                file.push(suffix);
+                match fs::remove_file(&file) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        result = Err(Error::Io {
+                            context: format!("removing {}", Path::new(&file).display()),
+                            source: e,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            result
+        }
+    };
+    let report = report?;
+    dropped?;
+    Ok(Drill { report, tables })
+}
+
 /// Which artifacts to verify.
 #[derive(Debug, Clone)]
 pub enum Scope {
@@ -901,6 +991,8 @@ pub struct Verified {
     pub target: String,
     /// The artifact's key.
     pub artifact: String,
+    /// `postgresql`, `mysql`, `sqlite` or `media`, when its manifest was read.
+    pub engine: Option<String>,
     /// Whether it is whole and readable.
     pub ok: bool,
     /// What was checked, or what is wrong.
@@ -1018,6 +1110,7 @@ async fn verify_one(ctx: &Context, key: &str) -> Verified {
         backup_type: backup_type.unwrap_or(BackupType::Database),
         target,
         artifact: key.to_string(),
+        engine: None,
         ok: false,
         detail: String::new(),
     };
@@ -1026,6 +1119,7 @@ async fn verify_one(ctx: &Context, key: &str) -> Verified {
             result.run_id = Some(manifest.run_id);
             result.backup_type = manifest.backup_type;
             result.target = manifest.target;
+            result.engine = Some(manifest.engine);
             result.ok = true;
             result.detail = detail;
         }

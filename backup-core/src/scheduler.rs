@@ -13,7 +13,7 @@ use crate::{
     Error,
     backup::Context,
     history::Trigger,
-    jobs::{self, BackupJob, MaintenanceJob},
+    jobs::{self, BackupJob, Chore, MaintenanceJob},
     schedule::{CronSchedule, StoredSchedule},
 };
 
@@ -131,6 +131,7 @@ pub trait Dispatch: Send + Sync {
 pub async fn run<D: Dispatch>(ctx: Context, dispatch: D, mut shutdown: watch::Receiver<bool>) {
     let window = TimeDelta::hours(ctx.settings.worker.catch_up_window_hours as i64);
     let maintenance = ctx.settings.worker.maintenance_schedule.clone();
+    let verify = ctx.settings.verify_schedule.clone();
     let tz = ctx.settings.timezone.0;
     let mut schedules: Option<Vec<StoredSchedule>> = None;
     let mut reload_at = tokio::time::Instant::now();
@@ -165,16 +166,36 @@ pub async fn run<D: Dispatch>(ctx: Context, dispatch: D, mut shutdown: watch::Re
         if let Some(list) = &schedules {
             let previous = cursor;
             cursor = fire_due(&dispatch, &ctx, list, cursor, now).await;
-            for at in maintenance.fires_between(&tz, previous, cursor) {
-                let job = MaintenanceJob { scheduled_for: at };
-                match dispatch.maintenance(job).await {
-                    Ok(true) => tracing::info!(fire = %at, "maintenance job enqueued"),
-                    Ok(false) => {}
-                    Err(e) => tracing::error!(error = %e, "cannot enqueue the maintenance job"),
+            let chores = [
+                (Chore::Maintenance, Some(&maintenance)),
+                (Chore::Verify, verify.as_ref()),
+            ];
+            for (chore, cron) in chores {
+                let Some(cron) = cron else { continue };
+                for at in cron.fires_between(&tz, previous, cursor) {
+                    let job = MaintenanceJob {
+                        scheduled_for: at,
+                        chore,
+                    };
+                    match dispatch.maintenance(job).await {
+                        Ok(true) => {
+                            tracing::info!(fire = %at, chore = chore.as_str(), "chore enqueued")
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, chore = chore.as_str(), "cannot enqueue the chore")
+                        }
+                    }
                 }
             }
         }
-        let sleep = next_wake(schedules.as_deref(), &maintenance, &tz, cursor);
+        let sleep = next_wake(
+            schedules.as_deref(),
+            &maintenance,
+            verify.as_ref(),
+            &tz,
+            cursor,
+        );
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = shutdown.changed() => {}
@@ -256,10 +277,14 @@ async fn catch_up_now<D: Dispatch>(
 fn next_wake(
     schedules: Option<&[StoredSchedule]>,
     maintenance: &CronSchedule,
+    verify: Option<&CronSchedule>,
     tz: &chrono_tz::Tz,
     cursor: DateTime<Utc>,
 ) -> Duration {
     let mut next = maintenance.next_after(tz, cursor);
+    if let Some(at) = verify.and_then(|v| v.next_after(tz, cursor)) {
+        next = Some(next.map_or(at, |n| n.min(at)));
+    }
     for s in schedules
         .unwrap_or_default()
         .iter()

@@ -22,7 +22,6 @@ use backup_core::{
     scheduler::{self, Dispatch},
     telemetry,
 };
-use chrono::Utc;
 use clap::{Parser, ValueEnum};
 use tokio::sync::watch;
 
@@ -204,12 +203,11 @@ async fn backup_handler(
 }
 
 async fn maintenance_handler(
-    _job: MaintenanceJob,
+    job: MaintenanceJob,
     runner: Data<Arc<Runner>>,
 ) -> Result<(), AbortError> {
-    jobs::run_maintenance(&runner.ctx, Utc::now())
+    jobs::run_chore(&runner.ctx, &job)
         .await
-        .map(|_| ())
         .map_err(AbortError::new)
 }
 
@@ -226,7 +224,7 @@ impl Dispatch for RedisDispatch {
     }
 
     async fn maintenance(&self, job: MaintenanceJob) -> Result<bool, Error> {
-        let key = format!("maintenance:{}", job.scheduled_for.timestamp());
+        let key = format!("{}:{}", job.chore.as_str(), job.scheduled_for.timestamp());
         Ok(self
             .queue
             .push(queue::MAINTENANCE, &job, Some(&key))

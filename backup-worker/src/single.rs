@@ -14,7 +14,6 @@ use backup_core::{
     jobs::{self, BackupJob, Locks, MaintenanceJob, Runner},
     scheduler::{self, Dispatch},
 };
-use chrono::Utc;
 use tokio::{sync::watch, task::JoinSet};
 
 use crate::health::{self, Health};
@@ -112,11 +111,11 @@ impl Dispatch for LocalDispatch {
         Ok(true)
     }
 
-    async fn maintenance(&self, _job: MaintenanceJob) -> Result<bool, Error> {
+    async fn maintenance(&self, job: MaintenanceJob) -> Result<bool, Error> {
         let runner = self.runner.clone();
         self.spawn(async move {
-            if let Err(e) = jobs::run_maintenance(&runner.ctx, Utc::now()).await {
-                tracing::error!(error = %e, "maintenance failed");
+            if let Err(e) = jobs::run_chore(&runner.ctx, &job).await {
+                tracing::error!(error = %e, chore = job.chore.as_str(), "chore failed");
             }
         });
         Ok(true)

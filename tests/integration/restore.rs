@@ -364,9 +364,12 @@ fn plant_media(sandbox: &Sandbox, target: &str, tar_bytes: &[u8]) -> String {
     key
 }
 
-/// A tar archive built by Python's tarfile from `(name, kind, link)`
-/// entries: kind `f` (a small file), `d`, `l` (symlink to `link`).
-fn hostile_tar(dir: &Path, entries: &[(&str, &str, &str)]) -> Vec<u8> {
+/// An archive entry: `(name, kind, link)`, kind `f` (a small file), `d`,
+/// or `l` (a symlink to `link`).
+type Entry<'a> = (&'a str, &'a str, &'a str);
+
+/// A tar archive built by Python's tarfile from `entries`.
+fn hostile_tar(dir: &Path, entries: &[Entry]) -> Vec<u8> {
     let spec: Vec<String> = entries
         .iter()
         .map(|(name, kind, link)| format!("({name:?}, {kind:?}, {link:?})"))
@@ -391,7 +394,7 @@ fn archives_reaching_outside_the_directory_are_refused_and_write_nothing() {
     sandbox.config("[media_backup]\npaths = [\"media\"]\n");
     let outside = sandbox.path().join("outside");
     fs::create_dir(&outside).expect("outside");
-    let cases: [(&str, Vec<(&str, &str, &str)>); 4] = [
+    let cases: [(&str, Vec<Entry>); 4] = [
         (
             "dotdot",
             vec![("ok.txt", "f", ""), ("../outside/pwned", "f", "")],
@@ -545,4 +548,150 @@ fn verify_catches_flipped_truncated_and_manifestless_artifacts() {
         assert!(out.stderr.contains(needle), "{needle}: {}", out.stderr);
         assert!(!sandbox.path().join("copy.sqlite3").exists());
     }
+}
+
+#[test]
+fn a_restore_drill_counts_rows_in_a_scratch_database_and_drops_it() {
+    let source = PgDb::create();
+    postgres::seed(&source);
+    let sandbox = Sandbox::new();
+    sandbox.config(&format!(
+        "[database_backup]\ndatabases = [{{ name = \"shop\", url = \"{}\" }}]\n",
+        source.url()
+    ));
+    let run = backup(&sandbox, "database");
+    let scratch = unique("drill");
+    let exists = |name: &str| {
+        psql_in(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+        )
+        .trim()
+        .to_string()
+    };
+    let out = sandbox
+        .cli(&[
+            "verify",
+            "--restore-test",
+            "--latest",
+            "--target",
+            "shop",
+            "--scratch",
+            &format!("{PG_URL}/{scratch}"),
+        ])
+        .success();
+    let rows = |table: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{table} ")))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("no {table} line in {}", out.stdout))
+            .to_string()
+    };
+    assert_eq!(rows("customers"), "2003");
+    assert_eq!(rows("orders"), "500");
+    assert_eq!(exists(&scratch), "0", "the scratch database was dropped");
+    let drills = restores(&sandbox);
+    assert_eq!(drills[0]["kind"], "drill");
+    assert_eq!(drills[0]["status"], "success");
+    assert_eq!(drills[0]["source_run_id"], run["id"]);
+
+    // An existing database is never used (nor dropped) as a scratch.
+    let out = sandbox
+        .cli(&[
+            "verify",
+            "--restore-test",
+            "--target",
+            "shop",
+            "--scratch",
+            &source.url(),
+        ])
+        .failure();
+    assert!(out.stderr.contains("already exists"), "{}", out.stderr);
+    assert_eq!(exists(&source.name), "1");
+}
+
+#[test]
+fn the_worker_verifies_on_its_schedule_drills_restores_and_mails_a_damaged_artifact() {
+    use crate::{sinks::*, workers::*};
+    let sink = SmtpSink::start(SmtpOptions::default());
+    let sandbox = Sandbox::new();
+    fs::copy(sample_db(), sandbox.path().join("app.sqlite3")).expect("copy");
+    let config = |schedule: &str| {
+        sandbox.config(&format!(
+            "admins = [\"root@example.com\"]\n{schedule}\n\
+             [smtp]\nurl = \"smtp://127.0.0.1:{}\"\ntls = \"none\"\nfrom = \"b@example.com\"\n\n\
+             [http]\nlisten = \"\"\n\n[worker]\nheartbeat_seconds = 1\nshutdown_grace_seconds = 10\n\n\
+             [database_backup]\ndatabases = [{{ name = \"good\", url = \"sqlite://app.sqlite3\" }}, \
+             {{ name = \"bad\", url = \"sqlite://app.sqlite3\" }}]\n",
+            sink.port
+        ))
+    };
+    config("");
+    let out = sandbox.cli(&["backup", "database", "--json"]).success();
+    let runs = out.json();
+    let (good, bad) = (&runs[0], &runs[1]);
+    flip_byte(&artifact(&sandbox, bad));
+    // One success mail per backup run.
+    assert_eq!(sink.mails().len(), 2);
+
+    config("verify_schedule = \"*/2 * * * * *\"");
+    let _worker = Worker::start(&sandbox, "single");
+    let mail = wait_for(
+        std::time::Duration::from_secs(60),
+        "the verification failure mail",
+        || {
+            sink.mails()
+                .into_iter()
+                .find(|m| m.subject().contains("Verification"))
+        },
+    );
+    assert!(
+        mail.subject()
+            .starts_with("[Backup] Database Backup Verification FAILED - "),
+        "{}",
+        mail.subject()
+    );
+    let body = mail.body();
+    assert!(
+        body.starts_with("⚠️ DATABASE BACKUP VERIFICATION FAILED ⚠️\n"),
+        "{body}"
+    );
+    assert!(body.contains("Target: bad\n"), "{body}");
+    assert!(body.contains("is damaged: its sha256 is"), "{body}");
+    assert!(
+        body.contains(&format!("Backup Run ID: {}\n", bad["id"])),
+        "{body}"
+    );
+    let show = |run: &Value| {
+        sandbox
+            .cli(&["runs", "show", &run["id"].to_string(), "--json"])
+            .success()
+            .json()
+    };
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "both outcomes recorded",
+        || (show(good)["verify_result"] == "ok").then_some(()),
+    );
+    assert!(
+        show(bad)["verify_result"]
+            .as_str()
+            .expect("verify_result")
+            .starts_with("failed: "),
+    );
+    // The good artifact was also restored in a drill.
+    let drills: Vec<Value> = restores(&sandbox)
+        .into_iter()
+        .filter(|r| r["kind"] == "drill")
+        .collect();
+    assert!(!drills.is_empty());
+    assert!(
+        drills
+            .iter()
+            .all(|d| d["target"] == "good" && d["status"] == "success"),
+        "{drills:#?}"
+    );
+    // The backup mail of the bad run still says what it said.
+    assert_eq!(show(bad)["notification"], "sent");
 }

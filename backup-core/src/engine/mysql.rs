@@ -143,6 +143,7 @@ pub fn restore(
         &secrets,
         input,
         None,
+        true,
     );
     drop(defaults);
     result.map(|_| ())
@@ -164,6 +165,104 @@ pub async fn tables(db: &ServerDatabase) -> Result<u64, EngineError> {
     count
         .map(|n| n.max(0) as u64)
         .map_err(|e| preflight.failed(&e))
+}
+
+/// `` `name` `` with inner backticks doubled: a safe SQL identifier.
+fn ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// The same server and login on `information_schema`, which every account
+/// may use: where databases are created and dropped.
+fn admin(db: &ServerDatabase) -> ServerDatabase {
+    let mut admin = db.clone();
+    admin.database = "information_schema".into();
+    admin
+}
+
+/// Creates the database `db` names, refusing when it already exists.
+///
+/// # Errors
+///
+/// [`EngineError::TargetMissing`] when it exists; connection failures.
+pub async fn create_database(db: &ServerDatabase) -> Result<(), EngineError> {
+    let admin = admin(db);
+    let (mut conn, preflight) = connect(&admin).await?;
+    let exists: Result<Option<String>, _> = sqlx::query_scalar(
+        "SELECT schema_name FROM information_schema.schemata WHERE schema_name = ?",
+    )
+    .bind(&db.database)
+    .fetch_optional(&mut conn)
+    .await;
+    let result = match exists {
+        Ok(Some(_)) => Err(EngineError::TargetMissing(format!(
+            "scratch database {} already exists; name one that does not (the drill creates and \
+             drops its own)",
+            db.database
+        ))),
+        Ok(None) => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {} CHARACTER SET utf8mb4",
+            ident(&db.database)
+        )))
+        .execute(&mut conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| preflight.failed(&e)),
+        Err(e) => Err(preflight.failed(&e)),
+    };
+    let _ = conn.close().await;
+    result
+}
+
+/// Drops the database `db` names.
+///
+/// # Errors
+///
+/// Connection or `DROP DATABASE` failures.
+pub async fn drop_database(db: &ServerDatabase) -> Result<(), EngineError> {
+    let admin = admin(db);
+    let (mut conn, preflight) = connect(&admin).await?;
+    let result = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {}",
+        ident(&db.database)
+    )))
+    .execute(&mut conn)
+    .await
+    .map(|_| ())
+    .map_err(|e| preflight.failed(&e));
+    let _ = conn.close().await;
+    result
+}
+
+/// Rows per base table, by name.
+///
+/// # Errors
+///
+/// Connection or query failures.
+pub async fn row_counts(db: &ServerDatabase) -> Result<Vec<(String, u64)>, EngineError> {
+    let (mut conn, preflight) = connect(db).await?;
+    let result = async {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
+             WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY 1",
+        )
+        .fetch_all(&mut conn)
+        .await?;
+        let mut counts = Vec::new();
+        for table in tables {
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM {}",
+                ident(&table)
+            )))
+            .fetch_one(&mut conn)
+            .await?;
+            counts.push((table, n.max(0) as u64));
+        }
+        Ok::<_, sqlx::Error>(counts)
+    }
+    .await;
+    let _ = conn.close().await;
+    result.map_err(|e| preflight.failed(&e))
 }
 
 /// The `[client]` section of an option file. Values are double-quoted with

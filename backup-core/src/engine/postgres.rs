@@ -180,6 +180,7 @@ pub fn restore(
         &secrets,
         input,
         None,
+        true,
     )
     .map(|_| ())
 }
@@ -205,6 +206,7 @@ pub fn list_archive(
         &[],
         input,
         Some(&mut listing),
+        false,
     )?;
     Ok(String::from_utf8_lossy(&listing)
         .lines()
@@ -244,6 +246,110 @@ pub async fn tables(db: &ServerDatabase) -> Result<u64, EngineError> {
     count
         .map(|n| n.max(0) as u64)
         .map_err(|e| preflight.failed(&e))
+}
+
+/// `"name"` with inner quotes doubled: a safe SQL identifier.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The same server and login, on its `postgres` database: where databases
+/// are created and dropped.
+fn admin(db: &ServerDatabase) -> ServerDatabase {
+    let mut admin = db.clone();
+    admin.database = "postgres".into();
+    admin
+}
+
+/// Creates the database `db` names, refusing when it already exists (a
+/// drill only ever drops what it created).
+///
+/// # Errors
+///
+/// [`EngineError::TargetMissing`] when it exists; connection failures.
+pub async fn create_database(db: &ServerDatabase) -> Result<(), EngineError> {
+    let admin = admin(db);
+    let (mut conn, preflight) = connect(&admin).await?;
+    let exists: Result<Option<i32>, _> =
+        sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+            .bind(&db.database)
+            .fetch_optional(&mut conn)
+            .await;
+    let result = match exists {
+        Ok(Some(_)) => Err(EngineError::TargetMissing(format!(
+            "scratch database {} already exists; name one that does not (the drill creates and \
+             drops its own)",
+            db.database
+        ))),
+        Ok(None) => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {}",
+            ident(&db.database)
+        )))
+        .execute(&mut conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| preflight.failed(&e)),
+        Err(e) => Err(preflight.failed(&e)),
+    };
+    let _ = conn.close().await;
+    result
+}
+
+/// Drops the database `db` names, disconnecting its sessions.
+///
+/// # Errors
+///
+/// Connection or `DROP DATABASE` failures.
+pub async fn drop_database(db: &ServerDatabase) -> Result<(), EngineError> {
+    let admin = admin(db);
+    let (mut conn, preflight) = connect(&admin).await?;
+    let result = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        ident(&db.database)
+    )))
+    .execute(&mut conn)
+    .await
+    .map(|_| ())
+    .map_err(|e| preflight.failed(&e));
+    let _ = conn.close().await;
+    result
+}
+
+/// Rows per table (`schema.table`, or `table` in `public`), by name.
+///
+/// # Errors
+///
+/// Connection or query failures.
+pub async fn row_counts(db: &ServerDatabase) -> Result<Vec<(String, u64)>, EngineError> {
+    let (mut conn, preflight) = connect(db).await?;
+    let result = async {
+        let tables: Vec<(String, String)> = sqlx::query_as(
+            "SELECT schemaname::text, tablename::text FROM pg_catalog.pg_tables \
+             WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2",
+        )
+        .fetch_all(&mut conn)
+        .await?;
+        let mut counts = Vec::new();
+        for (schema, table) in tables {
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {}.{}",
+                ident(&schema),
+                ident(&table)
+            )))
+            .fetch_one(&mut conn)
+            .await?;
+            let name = if schema == "public" {
+                table
+            } else {
+                format!("{schema}.{table}")
+            };
+            counts.push((name, n.max(0) as u64));
+        }
+        Ok::<_, sqlx::Error>(counts)
+    }
+    .await;
+    let _ = conn.close().await;
+    result.map_err(|e| preflight.failed(&e))
 }
 
 fn connect_options(db: &ServerDatabase) -> Result<PgConnectOptions, EngineError> {

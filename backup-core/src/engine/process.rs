@@ -95,6 +95,10 @@ pub fn stream(
 /// is killed before it sees the end of its input, so a tool that applies its
 /// work at the end (`pg_restore --single-transaction`) changes nothing.
 ///
+/// A tool that needs only the start of its input (`pg_restore --list`) may
+/// close it early when `reads_all` is false: the rest of `input` is then
+/// drained, so its own checks (decompression, checksums) still run.
+///
 /// # Errors
 ///
 /// As [`stream`]; a failure of `input` is [`EngineError::Io`] with the
@@ -106,6 +110,7 @@ pub fn feed(
     secrets: &[&str],
     input: &mut dyn Read,
     out: Option<&mut (dyn Write + Send)>,
+    reads_all: bool,
 ) -> Result<Vec<String>, EngineError> {
     cmd.stdin(Stdio::piped())
         .stdout(if out.is_some() {
@@ -156,13 +161,23 @@ pub fn feed(
             stderr: summarize(&lines),
         });
     }
-    // The tool succeeded but did not take all its input, or its output
-    // could not be kept: either way the work is not known to be whole.
-    if let Err(Feed::Tool(e)) = fed {
-        return Err(EngineError::Io {
-            context: format!("writing to {tool}"),
-            source: e,
-        });
+    // The tool succeeded but did not take all its input: fine for a tool
+    // that reads only what it needs, once the rest proves readable; else the
+    // work is not known to be whole.
+    match fed {
+        Err(Feed::Tool(e)) if !reads_all && e.kind() == io::ErrorKind::BrokenPipe => {
+            io::copy(input, &mut io::sink()).map_err(|e| EngineError::Io {
+                context: "reading the artifact".into(),
+                source: e,
+            })?;
+        }
+        Err(Feed::Tool(e)) => {
+            return Err(EngineError::Io {
+                context: format!("writing to {tool}"),
+                source: e,
+            });
+        }
+        _ => {}
     }
     read.map_err(EngineError::Output)?;
     Ok(lines)
@@ -295,7 +310,7 @@ mod tests {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "wc -c"]);
         let mut out = Vec::new();
-        feed(cmd, "wc", "", &[], &mut &b"12345"[..], Some(&mut out)).unwrap();
+        feed(cmd, "wc", "", &[], &mut &b"12345"[..], Some(&mut out), true).unwrap();
         assert_eq!(String::from_utf8_lossy(&out).trim(), "5");
 
         struct Broken;
@@ -312,7 +327,7 @@ mod tests {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(format!("cat >/dev/null; touch {}", marker.display()));
-        let err = feed(cmd, "sh", "", &[], &mut Broken, None).unwrap_err();
+        let err = feed(cmd, "sh", "", &[], &mut Broken, None, true).unwrap_err();
         assert!(err.to_string().contains("sha256 mismatch"), "{err}");
         assert!(!marker.exists(), "the tool was not left to finish");
     }

@@ -130,3 +130,37 @@ pub async fn integrity_check(path: &Path) -> Result<(), EngineError> {
         ))),
     }
 }
+
+/// Rows per table of a SQLite file, by name.
+///
+/// # Errors
+///
+/// When the file is not a readable SQLite database.
+pub async fn row_counts(path: &Path) -> Result<Vec<(String, u64)>, EngineError> {
+    let mut conn = open_read_only(path).await?;
+    let result = async {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+             ORDER BY name",
+        )
+        .fetch_all(&mut conn)
+        .await?;
+        let mut counts = Vec::new();
+        for table in tables {
+            let quoted = format!("\"{}\"", table.replace('"', "\"\""));
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {quoted}"
+            )))
+            .fetch_one(&mut conn)
+            .await?;
+            counts.push((table, n.max(0) as u64));
+        }
+        Ok::<_, sqlx::Error>(counts)
+    }
+    .await;
+    let _ = conn.close().await;
+    result.map_err(|e| EngineError::Io {
+        context: format!("counting rows in {}", path.display()),
+        source: io::Error::other(e.to_string()),
+    })
+}
