@@ -695,3 +695,56 @@ fn the_worker_verifies_on_its_schedule_drills_restores_and_mails_a_damaged_artif
     // The backup mail of the bad run still says what it said.
     assert_eq!(show(bad)["notification"], "sent");
 }
+
+#[test]
+fn postgresql_and_media_round_trip_through_s3_and_a_tty_asks_before_replacing() {
+    let s3 = s3();
+    let bucket = s3.bucket();
+    let source = PgDb::create();
+    postgres::seed(&source);
+    let sandbox = Sandbox::new();
+    let media = sandbox.path().join("media");
+    fs::create_dir_all(media.join("docs")).expect("dirs");
+    fs::write(media.join("docs/a.pdf"), vec![1u8; 100_000]).expect("file");
+    symlink("docs/a.pdf", media.join("a.pdf")).expect("symlink");
+    sandbox.raw_config(&format!(
+        "[history]\nurl = \"sqlite://history.db\"\n[storage]\nurl = \"s3://{bucket}/r\"\n\
+         endpoint = \"{}\"\nregion = \"us-east-1\"\naccess_key_id = \"{S3_ACCESS_KEY}\"\n\
+         secret_access_key = \"{S3_SECRET_KEY}\"\n\
+         [database_backup]\ndatabases = [{{ name = \"shop\", url = \"{}\" }}]\n\
+         [media_backup]\npaths = [\"media\"]\n",
+        s3.endpoint,
+        source.url()
+    ));
+    sandbox.cli(&["backup", "all"]).success();
+    sandbox.cli(&["verify", "--all"]).success();
+
+    let fresh = PgDb::create();
+    sandbox
+        .cli(&["restore", "database", "--into", &fresh.url()])
+        .success();
+    assert_eq!(
+        postgres::digest(&fresh.name),
+        postgres::digest(&source.name)
+    );
+    let to = sandbox.path().join("media-restored");
+    sandbox
+        .cli(&["restore", "media", "--to", to.to_str().expect("path")])
+        .success();
+    assert_eq!(tree(&to), tree(&media));
+
+    // On a terminal, restoring over tables asks; no "y" means nothing changes.
+    fresh.psql("DELETE FROM orders");
+    let before = postgres::digest(&fresh.name);
+    let out = sandbox.cli_on_tty(&["restore", "database", "--into", &fresh.url()], true);
+    assert!(out.stdout.contains("has 2 table(s)"), "{}", out.stdout);
+    assert!(out.stdout.contains("Continue? [y/N]"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("restore cancelled; nothing was changed"),
+        "{}",
+        out.stdout
+    );
+    assert_ne!(out.code, 0);
+    assert_eq!(postgres::digest(&fresh.name), before);
+}
