@@ -206,6 +206,14 @@ pub(crate) fn describe_driver_error(e: &sqlx::Error) -> (String, bool) {
     }
 }
 
+/// A drill's scratch database that already exists: never used, never dropped.
+pub(crate) fn scratch_exists(name: &str) -> EngineError {
+    EngineError::TargetMissing(format!(
+        "scratch database {name} already exists; name one that does not (the drill creates and \
+         drops its own)"
+    ))
+}
+
 /// Runs `tool --version` and returns its first line.
 ///
 /// # Errors

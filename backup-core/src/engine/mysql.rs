@@ -195,11 +195,7 @@ pub async fn create_database(db: &ServerDatabase) -> Result<(), EngineError> {
     .fetch_optional(&mut conn)
     .await;
     let result = match exists {
-        Ok(Some(_)) => Err(EngineError::TargetMissing(format!(
-            "scratch database {} already exists; name one that does not (the drill creates and \
-             drops its own)",
-            db.database
-        ))),
+        Ok(Some(_)) => Err(super::scratch_exists(&db.database)),
         Ok(None) => sqlx::query(sqlx::AssertSqlSafe(format!(
             "CREATE DATABASE {} CHARACTER SET utf8mb4",
             ident(&db.database)
