@@ -737,7 +737,7 @@ pub async fn run_media(
 }
 
 /// Whether `path` is a plain relative path inside the archive root.
-fn contained(path: &Path) -> bool {
+pub(crate) fn contained(path: &Path) -> bool {
     let mut depth: usize = 0;
     for part in path.components() {
         match part {

@@ -748,3 +748,30 @@ fn postgresql_and_media_round_trip_through_s3_and_a_tty_asks_before_replacing() 
     assert_ne!(out.code, 0);
     assert_eq!(postgres::digest(&fresh.name), before);
 }
+
+#[test]
+fn a_backup_warns_of_links_that_restore_would_refuse() {
+    let sandbox = Sandbox::new();
+    let media = sandbox.path().join("media");
+    fs::create_dir(&media).expect("media");
+    fs::write(media.join("a.txt"), "a").expect("file");
+    symlink("/etc/hostname", media.join("abs")).expect("symlink");
+    sandbox.config("[media_backup]\npaths = [\"media\"]\n");
+    let out = sandbox.cli(&["backup", "media"]).success();
+    assert!(
+        out.stdout
+            .contains("points outside the directory (/etc/hostname)"),
+        "{}",
+        out.stdout
+    );
+    let to = sandbox.path().join("restored");
+    let out = sandbox
+        .cli(&["restore", "media", "--to", to.to_str().expect("path")])
+        .failure();
+    assert!(
+        out.stderr.contains("points outside the restore directory"),
+        "{}",
+        out.stderr
+    );
+    assert!(!to.exists());
+}

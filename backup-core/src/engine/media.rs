@@ -108,6 +108,19 @@ fn archive(
             if !kind.is_dir() {
                 stats.files = stats.files.map(|n| n + 1);
             }
+            if kind.is_symlink()
+                && let Ok(link) = fs::read_link(entry.path())
+                && !crate::restore::contained(&rel.parent().unwrap_or(Path::new("")).join(&link))
+            {
+                let warning = format!(
+                    "symlink {} points outside the directory ({}); `restore media` refuses \
+                     archives with such links, so restore this one with tar",
+                    entry.path().display(),
+                    link.display()
+                );
+                tracing::warn!("{warning}");
+                stats.warnings.push(warning);
+            }
         } else {
             let warning = format!(
                 "skipped {} (socket, fifo or device)",
