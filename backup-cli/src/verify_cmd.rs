@@ -111,16 +111,15 @@ async fn drill(ctx: &Context, args: &Args, results: &[Verified]) -> anyhow::Resu
             "restore drills are for database backups; `verify` already reads every entry of a media archive"
         );
     }
-    let run_id = result
-        .run_id
-        .ok_or_else(|| anyhow::anyhow!("{} names no run", result.artifact))?;
+    // By key: the run may have left history while its artifact is kept.
     let manifest = restore::find(
         ctx,
         BackupType::Database,
         Some(&result.target),
-        &Pick::Run(run_id),
+        &Pick::Artifact(result.artifact.clone()),
     )
     .await?;
+    let run_id = manifest.run_id;
     let temp = tempfile_dir()?;
     let scratch = match &args.scratch {
         Some(url) => match DatabaseSource::parse(url).map_err(anyhow::Error::msg)? {

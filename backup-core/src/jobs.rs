@@ -128,13 +128,15 @@ pub async fn run_verification(ctx: &Context) -> Result<usize, Error> {
                     .map(|s| s.0.clone()),
                 None => None,
             };
-            if let (Some(scratch), Some(run_id)) = (scratch, result.run_id) {
+            if let Some(scratch) = scratch {
                 let drilled = async {
+                    // By key: the run may have left history (retention) while
+                    // its artifact is still kept.
                     let manifest = restore::find(
                         ctx,
                         BackupType::Database,
                         Some(&result.target),
-                        &restore::Pick::Run(run_id),
+                        &restore::Pick::Artifact(result.artifact.clone()),
                     )
                     .await?;
                     restore::drill(ctx, &manifest, &scratch, Progress::default()).await

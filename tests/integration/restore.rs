@@ -609,6 +609,28 @@ fn a_restore_drill_counts_rows_in_a_scratch_database_and_drops_it() {
         .failure();
     assert!(out.stderr.contains("already exists"), "{}", out.stderr);
     assert_eq!(exists(&source.name), "1");
+
+    // An artifact whose run has left history (retention) still verifies and
+    // drills: by its manifest.
+    sh(&format!(
+        "sqlite3 '{}' 'DELETE FROM backup_runs'",
+        sandbox.path().join("history.db").display()
+    ));
+    let out = sandbox
+        .cli(&[
+            "verify",
+            "--restore-test",
+            "--target",
+            "shop",
+            "--scratch",
+            &format!("{PG_URL}/{}", unique("drill")),
+        ])
+        .success();
+    assert!(
+        out.stdout.contains(&format!("run {}", run["id"])),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
