@@ -1,7 +1,11 @@
 //! MySQL and MariaDB: `mariadb-dump`/`mysqldump` SQL text in one consistent
 //! transaction, credentials in a private defaults file.
 
-use std::{io::Write as _, path::PathBuf, process::Command};
+use std::{
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use secrecy::ExposeSecret;
 use sqlx::{
@@ -30,21 +34,19 @@ pub async fn prepare(db: &ServerDatabase, tools: &ToolSettings) -> Result<Source
 
     let defaults = defaults_tempfile(db)?;
 
-    let mut cmd = Command::new(&tool);
-    // --defaults-extra-file must come first.
-    cmd.arg(format!("--defaults-extra-file={}", defaults.display()))
-        .args([
+    let cmd = command(
+        &tool,
+        &defaults,
+        &[
             "--single-transaction",
             "--routines",
             "--triggers",
             "--events",
             "--hex-blob",
-            "--default-character-set=utf8mb4",
             "--max-allowed-packet=1G",
-        ])
-        .arg(&db.database)
-        .env_remove("MYSQL_PWD")
-        .env_remove("MYSQL_HOST");
+        ],
+        db,
+    );
     let password = db.password.as_ref().map(|p| p.expose_secret().to_string());
     let tool_name = tool.display().to_string();
     Ok(Source {
@@ -64,6 +66,20 @@ pub async fn prepare(db: &ServerDatabase, tools: &ToolSettings) -> Result<Source
             })
         }),
     })
+}
+
+/// `tool --defaults-extra-file=… ARGS --default-character-set=utf8mb4 DB`,
+/// with no credentials from the environment: the option file holds them.
+fn command(tool: &Path, defaults: &Path, args: &[&str], db: &ServerDatabase) -> Command {
+    let mut cmd = Command::new(tool);
+    // --defaults-extra-file must come first.
+    cmd.arg(format!("--defaults-extra-file={}", defaults.display()))
+        .args(args)
+        .arg("--default-character-set=utf8mb4")
+        .arg(&db.database)
+        .env_remove("MYSQL_PWD")
+        .env_remove("MYSQL_HOST");
+    cmd
 }
 
 /// Writes the credentials of `db` to a 0600 option file that only this
@@ -124,16 +140,12 @@ pub fn restore(
 ) -> Result<(), EngineError> {
     let defaults = defaults_tempfile(db)?;
     let tool = client_tool(tools);
-    let mut cmd = Command::new(&tool);
-    cmd.arg(format!("--defaults-extra-file={}", defaults.display()))
-        .args([
-            "--batch",
-            "--default-character-set=utf8mb4",
-            "--max-allowed-packet=1G",
-        ])
-        .arg(&db.database)
-        .env_remove("MYSQL_PWD")
-        .env_remove("MYSQL_HOST");
+    let cmd = command(
+        &tool,
+        &defaults,
+        &["--batch", "--max-allowed-packet=1G"],
+        db,
+    );
     let password = db.password.as_ref().map(|p| p.expose_secret().to_string());
     let secrets: Vec<&str> = password.iter().map(String::as_str).collect();
     let result = process::feed(

@@ -34,14 +34,7 @@ pub async fn prepare(path: &Path) -> Result<Source, EngineError> {
         context: format!("copying SQLite database {}", path.display()),
         source: io::Error::other(e.to_string()),
     };
-    let mut conn = SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true)
-        .busy_timeout(Duration::from_secs(60))
-        .disable_statement_logging()
-        .connect()
-        .await
-        .map_err(fail)?;
+    let mut conn = open_read_only(path).await?;
     let version: String = sqlx::query_scalar("SELECT sqlite_version()")
         .fetch_one(&mut conn)
         .await
