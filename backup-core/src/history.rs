@@ -282,8 +282,17 @@ impl History {
     ///
     /// When the database cannot be reached or migrated.
     pub async fn open(url: &HistoryUrl) -> Result<Self, HistoryError> {
+        // On SQLite, connecting (which may switch a new file to WAL) races
+        // another process's migration as much as migrating does: hold the
+        // migration lock over both.
+        let _guard = match url {
+            HistoryUrl::Sqlite(path) => {
+                Some(migration_lock(path, &String::from(url.clone())).await?)
+            }
+            HistoryUrl::Postgres(_) => None,
+        };
         let history = Self::connect(url).await?;
-        history.migrate().await?;
+        history.migrate_unlocked().await?;
         Ok(history)
     }
 
@@ -351,23 +360,20 @@ impl History {
     ///
     /// When a migration fails.
     pub async fn migrate(&self) -> Result<usize, HistoryError> {
-        let migrator = match &self.pool {
-            Pool::Sqlite(_) => sqlx::migrate!("../migrations/sqlite"),
-            Pool::Postgres(_) => sqlx::migrate!("../migrations/postgres"),
-        };
         // PostgreSQL migrations take an advisory lock; SQLite ones take none,
         // so processes starting together (worker replicas) would race: hold
         // an exclusive lock file meanwhile.
-        let _guard = match self.lock_file("migrate.lock") {
-            Some(Ok(file)) => Some(
-                tokio::task::spawn_blocking(move || file.lock().map(|()| file))
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))
-                    .and_then(|r| r)
-                    .map_err(|e| self.migrate_io_error(e))?,
-            ),
-            Some(Err(e)) => return Err(self.migrate_io_error(e)),
+        let _guard = match &self.sqlite_path {
+            Some(path) => Some(migration_lock(path, &self.url).await?),
             None => None,
+        };
+        self.migrate_unlocked().await
+    }
+
+    async fn migrate_unlocked(&self) -> Result<usize, HistoryError> {
+        let migrator = match &self.pool {
+            Pool::Sqlite(_) => sqlx::migrate!("../migrations/sqlite"),
+            Pool::Postgres(_) => sqlx::migrate!("../migrations/postgres"),
         };
         let count = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
         // Before the first migration the table does not exist: that is zero.
@@ -385,24 +391,9 @@ impl History {
     /// Opens (creating) `<history file>.<suffix>` for locking; `None` on
     /// PostgreSQL.
     fn lock_file(&self, suffix: &str) -> Option<std::io::Result<std::fs::File>> {
-        let path = self.sqlite_path.as_ref()?;
-        let mut lock_path = path.clone().into_os_string();
-        lock_path.push(".");
-        lock_path.push(suffix);
-        Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path),
-        )
-    }
-
-    fn migrate_io_error(&self, e: std::io::Error) -> HistoryError {
-        HistoryError::Migrate {
-            url: self.url.clone(),
-            source: sqlx::migrate::MigrateError::Execute(sqlx::Error::Io(e)),
-        }
+        self.sqlite_path
+            .as_ref()
+            .map(|path| open_lock_file(path, suffix))
     }
 
     /// Records a run as `running` and returns it as stored, with its id.
@@ -1037,6 +1028,38 @@ impl History {
                 source,
             })
     }
+}
+
+/// Opens (creating) `<history file>.<suffix>`, a file to lock.
+fn open_lock_file(path: &std::path::Path, suffix: &str) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".");
+    lock_path.push(suffix);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+}
+
+/// Waits for the exclusive migration lock of a SQLite history file; held
+/// until the returned file is dropped.
+async fn migration_lock(path: &std::path::Path, url: &str) -> Result<std::fs::File, HistoryError> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let file = open_lock_file(&path, "migrate.lock")?;
+        file.lock().map(|()| file)
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))
+    .and_then(|r| r)
+    .map_err(|e| HistoryError::Migrate {
+        url: url.to_string(),
+        source: sqlx::migrate::MigrateError::Execute(sqlx::Error::Io(e)),
+    })
 }
 
 fn redact_sqlx(e: sqlx::Error, url: &str) -> sqlx::Error {
