@@ -199,6 +199,39 @@ impl Storage {
         Ok(())
     }
 
+    /// Keys of every file under `{type}/` (or `{type}/{target}/`), sorted;
+    /// unfinished local uploads (`.partial/`) lie outside and never show.
+    async fn files(
+        &self,
+        backup_type: Option<BackupType>,
+        target: Option<&str>,
+    ) -> Result<Vec<String>, StorageError> {
+        let types = backup_type.map_or_else(
+            || vec![BackupType::Database, BackupType::Media],
+            |t| vec![t],
+        );
+        let mut keys = Vec::new();
+        for t in types {
+            let prefix = match target {
+                Some(target) => format!("{}/{target}/", t.as_str()),
+                None => format!("{}/", t.as_str()),
+            };
+            let entries = match self.op().await?.list_with(&prefix).recursive(true).await {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(op_err("list", prefix)(e)),
+            };
+            keys.extend(
+                entries
+                    .iter()
+                    .filter(|e| e.metadata().is_file())
+                    .map(|e| e.path().to_string()),
+            );
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
     /// Every manifest in storage, optionally of one backup type and target,
     /// newest first.
     ///
@@ -210,28 +243,10 @@ impl Storage {
         backup_type: Option<BackupType>,
         target: Option<&str>,
     ) -> Result<Vec<Manifest>, StorageError> {
-        let mut prefixes = Vec::new();
-        for t in backup_type.map_or_else(
-            || vec![BackupType::Database, BackupType::Media],
-            |t| vec![t],
-        ) {
-            prefixes.push(match target {
-                Some(target) => format!("{}/{target}/", t.as_str()),
-                None => format!("{}/", t.as_str()),
-            });
-        }
         let mut out = Vec::new();
-        for prefix in prefixes {
-            let entries = match self.op().await?.list_with(&prefix).recursive(true).await {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(op_err("list", prefix)(e)),
-            };
-            for entry in entries
-                .iter()
-                .filter(|e| e.path().ends_with(MANIFEST_SUFFIX))
-            {
-                out.push(self.read_manifest(entry.path()).await?);
+        for key in self.files(backup_type, target).await? {
+            if key.ends_with(MANIFEST_SUFFIX) {
+                out.push(self.read_manifest(&key).await?);
             }
         }
         out.sort_by(|a, b| {
@@ -296,28 +311,8 @@ impl Storage {
         backup_type: Option<BackupType>,
         target: Option<&str>,
     ) -> Result<Vec<String>, StorageError> {
-        let mut keys = Vec::new();
-        for t in backup_type.map_or_else(
-            || vec![BackupType::Database, BackupType::Media],
-            |t| vec![t],
-        ) {
-            let prefix = match target {
-                Some(target) => format!("{}/{target}/", t.as_str()),
-                None => format!("{}/", t.as_str()),
-            };
-            let entries = match self.op().await?.list_with(&prefix).recursive(true).await {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(op_err("list", prefix)(e)),
-            };
-            keys.extend(
-                entries
-                    .iter()
-                    .filter(|e| e.metadata().is_file() && !e.path().ends_with(MANIFEST_SUFFIX))
-                    .map(|e| e.path().to_string()),
-            );
-        }
-        keys.sort();
+        let mut keys = self.files(backup_type, target).await?;
+        keys.retain(|k| !k.ends_with(MANIFEST_SUFFIX));
         Ok(keys)
     }
 
