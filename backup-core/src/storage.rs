@@ -28,8 +28,14 @@ use crate::{
 const PARTIAL_DIR: &str = ".partial";
 /// Suffix of the manifest beside each artifact.
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";
-/// S3 multipart part size; S3 needs at least 5 MiB.
+/// S3 multipart part size (S3 needs at least 5 MiB); two parts upload at
+/// once. Local files take each write as it comes: buffering them gains
+/// nothing and costs memory.
 const UPLOAD_CHUNK: usize = 8 << 20;
+/// Local reads go in pieces this big, two ahead. A restore holds a few
+/// pieces at a time, so they are small: restore memory is a few of these,
+/// whatever the artifact's size. (S3 reads stream one GET instead.)
+const READ_CHUNK: usize = 512 << 10;
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -162,18 +168,21 @@ impl Storage {
     ///
     /// When the storage cannot be written.
     pub async fn writer(&self, key: &str) -> Result<ArtifactWriter, StorageError> {
-        let inner = self
-            .op()
-            .await?
-            .writer_with(key)
-            .chunk(UPLOAD_CHUNK)
-            .concurrent(2)
-            .await
-            .map_err(op_err("write", key))?;
+        let sink = match &self.settings.url {
+            StorageUrl::S3 { .. } => Sink::Remote(
+                self.op()
+                    .await?
+                    .writer_with(key)
+                    .chunk(UPLOAD_CHUNK)
+                    .concurrent(2)
+                    .await
+                    .map_err(op_err("write", key))?,
+            ),
+            StorageUrl::Fs { root } => Sink::Local(LocalFile::create(root, key).await?),
+        };
         Ok(ArtifactWriter {
-            inner,
+            sink,
             key: key.to_string(),
-            local: self.local_path(key),
         })
     }
 
@@ -327,14 +336,15 @@ impl Storage {
     ) -> Result<impl futures_util::Stream<Item = Result<Bytes, StorageError>> + use<>, StorageError>
     {
         use futures_util::StreamExt;
-        let reader = self
-            .op()
-            .await?
-            .reader_with(key)
-            .chunk(UPLOAD_CHUNK)
-            .concurrent(2)
-            .await
-            .map_err(op_err("read", key))?;
+        let op = self.op().await?;
+        let reader = op.reader_with(key);
+        let reader = match self.settings.url {
+            // One streamed GET: its body arrives in small frames, so memory
+            // stays flat without ranged requests.
+            StorageUrl::S3 { .. } => reader,
+            StorageUrl::Fs { .. } => reader.chunk(READ_CHUNK).concurrent(2),
+        };
+        let reader = reader.await.map_err(op_err("read", key))?;
         let stream = reader
             .into_bytes_stream(..)
             .await
@@ -481,9 +491,146 @@ fn restrict(path: &Path, key: &str) -> Result<(), StorageError> {
 
 /// An artifact being written.
 pub struct ArtifactWriter {
-    inner: opendal::Writer,
+    sink: Sink,
     key: String,
-    local: Option<PathBuf>,
+}
+
+enum Sink {
+    /// S3: a multipart upload, completed on close and aborted on failure.
+    Remote(opendal::Writer),
+    /// Local disk: our own file, for durability at full speed (see
+    /// [`LocalFile`]).
+    Local(LocalFile),
+}
+
+/// Local writes go in pieces of this size. The kernel sizes page-cache
+/// folios after the write: 1 MiB writes took large folios, which come from
+/// the memory a VM's host took back (free page reporting) and fault there
+/// on first touch; measured on the media backup, 128 KiB writes cut its
+/// system time from about 2 s to 0.6 s.
+const WRITE_PIECE: usize = 128 << 10;
+
+/// Dirty pages of a local artifact are flushed in the background each time
+/// this many more bytes were written.
+const SYNC_EVERY: u64 = 64 << 20;
+
+/// A local artifact: created 0600 under `.partial/`, flushed to disk as it
+/// grows, then fsynced and renamed into place (and its directory fsynced)
+/// on close, so a visible artifact survives a power cut.
+///
+/// A single fsync at the end would stall the close for as long as the disk
+/// needs to take the whole artifact (a third of a second for 700 MB here,
+/// a fifth of the media backup's time); flushing in the background while
+/// the dump goes on leaves it the last few megabytes.
+struct LocalFile {
+    file: Arc<std::fs::File>,
+    partial: PathBuf,
+    target: PathBuf,
+    unsynced: u64,
+    syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl LocalFile {
+    async fn create(root: &Path, key: &str) -> Result<Self, StorageError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let target = root.join(key);
+        let partial = root
+            .join(PARTIAL_DIR)
+            .join(uuid::Uuid::new_v4().simple().to_string());
+        let paths = (partial.clone(), target.clone());
+        let file = blocking(format!("creating {}", partial.display()), move || {
+            let (partial, target) = paths;
+            for dir in [partial.parent(), target.parent()].into_iter().flatten() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&partial)
+        })
+        .await?;
+        Ok(Self {
+            file: Arc::new(file),
+            partial,
+            target,
+            unsynced: 0,
+            syncing: None,
+        })
+    }
+
+    async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        use std::io::Write;
+        let file = self.file.clone();
+        let len = chunk.len() as u64;
+        blocking(format!("writing {}", self.partial.display()), move || {
+            chunk
+                .chunks(WRITE_PIECE)
+                .try_for_each(|piece| (&*file).write_all(piece))
+        })
+        .await?;
+        self.unsynced += len;
+        if self.unsynced >= SYNC_EVERY && self.syncing.as_ref().is_none_or(|s| s.is_finished()) {
+            self.settle().await?;
+            let file = self.file.clone();
+            self.syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+            self.unsynced = 0;
+        }
+        Ok(())
+    }
+
+    /// Waits for the background flush, if any, and reports its failure.
+    async fn settle(&mut self) -> Result<(), StorageError> {
+        if let Some(syncing) = self.syncing.take() {
+            let context = format!("flushing {}", self.partial.display());
+            syncing
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|r| r)
+                .map_err(|source| StorageError::Io { context, source })?;
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) -> Result<(), StorageError> {
+        self.settle().await?;
+        let (file, partial, target) =
+            (self.file.clone(), self.partial.clone(), self.target.clone());
+        blocking(format!("completing {}", self.target.display()), move || {
+            file.sync_all()?;
+            std::fs::rename(&partial, &target)?;
+            match target.parent() {
+                Some(dir) => std::fs::File::open(dir)?.sync_all(),
+                None => Ok(()),
+            }
+        })
+        .await
+    }
+
+    async fn abort(&mut self) -> Result<(), StorageError> {
+        let _ = self.settle().await;
+        let partial = self.partial.clone();
+        blocking(
+            format!("removing {}", self.partial.display()),
+            move || match std::fs::remove_file(&partial) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        )
+        .await
+    }
+}
+
+/// Runs file I/O on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    context: String,
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r)
+        .map_err(|source| StorageError::Io { context, source })
 }
 
 impl ArtifactWriter {
@@ -493,33 +640,40 @@ impl ArtifactWriter {
     ///
     /// When storage rejects the write.
     pub async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
-        self.inner
-            .write(chunk)
-            .await
-            .map_err(op_err("write", self.key.clone()))
+        match &mut self.sink {
+            Sink::Remote(w) => w
+                .write(chunk)
+                .await
+                .map_err(op_err("write", self.key.clone())),
+            Sink::Local(f) => f.write(chunk).await,
+        }
     }
 
-    /// Completes the artifact, making it visible, private to its owner on
-    /// local disk.
+    /// Completes the artifact, making it visible (and, on local disk,
+    /// durable and private to its owner).
     ///
     /// # Errors
     ///
-    /// When the upload or rename fails.
+    /// When the upload, flush or rename fails.
     pub async fn close(&mut self) -> Result<(), StorageError> {
-        self.inner
-            .close()
-            .await
-            .map_err(op_err("write", self.key.clone()))?;
-        if let Some(path) = &self.local {
-            restrict(path, &self.key)?;
+        match &mut self.sink {
+            Sink::Remote(w) => w
+                .close()
+                .await
+                .map(|_| ())
+                .map_err(op_err("write", self.key.clone())),
+            Sink::Local(f) => f.close().await,
         }
-        Ok(())
     }
 
     /// Abandons the artifact; nothing becomes visible.
     pub async fn abort(&mut self) {
-        if let Err(e) = self.inner.abort().await {
-            tracing::warn!(key = %self.key, error = %e, "could not abort the unfinished upload");
+        let failed = match &mut self.sink {
+            Sink::Remote(w) => w.abort().await.err().map(|e| e.to_string()),
+            Sink::Local(f) => f.abort().await.err().map(|e| e.to_string()),
+        };
+        if let Some(error) = failed {
+            tracing::warn!(key = %self.key, %error, "could not abort the unfinished upload");
         }
     }
 }
