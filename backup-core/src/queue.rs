@@ -5,9 +5,18 @@
 //! `Monitor` consumes them; locks and results are plain keys under the same
 //! namespace.
 
-use std::time::Duration;
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
 
-use apalis::prelude::{TaskBuilder, TaskId};
+use apalis::prelude::{Strategy, TaskBuilder, TaskId};
+use futures_util::{Stream, task::AtomicWaker};
 use redis::{
     AsyncCommands, Client, Script,
     aio::{ConnectionManager, ConnectionManagerConfig},
@@ -27,6 +36,11 @@ pub const DATABASE: &str = "database";
 pub const MEDIA: &str = "media";
 /// Queue of maintenance jobs.
 pub const MAINTENANCE: &str = "maintenance";
+
+/// How often an idle worker asks Redis for jobs nobody woke it for: pushed
+/// by `backup-cli trigger`, or by another replica whose worker is busy.
+/// (apalis would otherwise look only at each heartbeat.)
+pub const POLL: Duration = Duration::from_secs(1);
 
 /// How long idempotency keys and job results are kept: longer than any
 /// catch-up window, so a fire time is never enqueued twice.
@@ -377,5 +391,66 @@ fn scrub(text: &str, password: Option<&str>) -> String {
     match password {
         Some(p) if !p.is_empty() => redact::text(text, &[p]),
         _ => text.to_string(),
+    }
+}
+
+/// Wakes this process's worker of one queue as soon as this process pushed
+/// a job there, so a scheduled backup starts at once instead of at the next
+/// [`POLL`]. Cloned into the dispatcher and the worker's poll strategy; a
+/// restarted worker takes over the wake-ups.
+#[derive(Debug, Clone, Default)]
+pub struct Wake(Arc<WakeInner>);
+
+#[derive(Debug, Default)]
+struct WakeInner {
+    pending: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Wake {
+    /// A job was pushed: the worker should fetch now.
+    pub fn signal(&self) {
+        self.0.pending.store(true, Ordering::Release);
+        self.0.waker.wake();
+    }
+}
+
+impl Stream for Wake {
+    type Item = ();
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<()>> {
+        // Register first, then check: a signal in between is never lost.
+        self.0.waker.register(cx.waker());
+        if self.0.pending.swap(false, Ordering::AcqRel) {
+            Poll::Ready(Some(()))
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// One [`Wake`] per queue of this process.
+#[derive(Debug, Clone, Default)]
+pub struct Wakes {
+    database: Wake,
+    media: Wake,
+    maintenance: Wake,
+}
+
+impl Wakes {
+    /// The wake of queue `kind` ([`DATABASE`], [`MEDIA`] or [`MAINTENANCE`]).
+    pub fn get(&self, kind: &str) -> &Wake {
+        match kind {
+            DATABASE => &self.database,
+            MEDIA => &self.media,
+            _ => &self.maintenance,
+        }
+    }
+
+    /// How queue `kind`'s worker polls Redis: when woken, else every [`POLL`].
+    pub fn strategy(&self, kind: &str) -> Strategy {
+        Strategy::new()
+            .stream(self.get(kind).clone())
+            .interval(POLL)
     }
 }

@@ -10,7 +10,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use apalis::prelude::{
-    AbortError, Data, Monitor, ParallelizeExt, TaskId, WorkerBuilder, WorkerBuilderExt,
+    AbortError, BackendExt, Data, Monitor, ParallelizeExt, TaskId, WorkerBuilder, WorkerBuilderExt,
 };
 use apalis_redis::RedisStorage;
 use backup_core::{
@@ -18,7 +18,7 @@ use backup_core::{
     backup::{self, Context},
     config::{self, QueueSettings},
     jobs::{self, BackupJob, Locks, MaintenanceJob, Runner},
-    queue::{self, Queue},
+    queue::{self, Queue, Wakes},
     scheduler::{self, Dispatch},
     telemetry,
 };
@@ -125,12 +125,15 @@ async fn run_queue(
     let base = backup::worker_id().replace(':', "-");
     tracing::info!(queue = %queue.url(), namespace = %queue.namespace(), worker = %base, "starting queue workers");
 
+    let wakes = Wakes::default();
     let mut monitor = Monitor::new();
     for kind in [queue::DATABASE, queue::MEDIA] {
-        let (queue, runner, base) = (queue.clone(), runner.clone(), base.clone());
+        let (queue, runner, base, wakes) =
+            (queue.clone(), runner.clone(), base.clone(), wakes.clone());
         monitor = monitor.register(move |restarts| {
             let storage = RedisStorage::new(queue.connection())
-                .with_config(queue.storage_config(kind, heartbeat));
+                .with_config(queue.storage_config(kind, heartbeat))
+                .poll_with_strategy(wakes.strategy(kind));
             WorkerBuilder::new(format!("{base}:{kind}:{restarts}"))
                 .backend(storage)
                 .concurrency(1)
@@ -141,10 +144,12 @@ async fn run_queue(
         });
     }
     {
-        let (queue, runner, base) = (queue.clone(), runner.clone(), base.clone());
+        let (queue, runner, base, wakes) =
+            (queue.clone(), runner.clone(), base.clone(), wakes.clone());
         monitor = monitor.register(move |restarts| {
             let storage = RedisStorage::new(queue.connection())
-                .with_config(queue.storage_config(queue::MAINTENANCE, heartbeat));
+                .with_config(queue.storage_config(queue::MAINTENANCE, heartbeat))
+                .poll_with_strategy(wakes.strategy(queue::MAINTENANCE));
             WorkerBuilder::new(format!("{base}:{}:{restarts}", queue::MAINTENANCE))
                 .backend(storage)
                 .concurrency(1)
@@ -166,7 +171,11 @@ async fn run_queue(
     health.set_queue(queue.clone(), 3);
     let http = health::serve(&ctx.settings.http.listen, health.clone()).await?;
     let stopping = stop.clone();
-    let mut cron = tokio::spawn(scheduler::run(ctx.clone(), RedisDispatch { queue }, stop));
+    let mut cron = tokio::spawn(scheduler::run(
+        ctx.clone(),
+        RedisDispatch { queue, wakes },
+        stop,
+    ));
     let workers = monitor.run_with_signal(signal);
     tokio::pin!(workers);
     let result = tokio::select! {
@@ -211,24 +220,37 @@ async fn maintenance_handler(
         .map_err(AbortError::new)
 }
 
-/// Fires go to Redis with an idempotency key: the first replica's push wins.
+/// Fires go to Redis with an idempotency key: the first replica's push
+/// wins, and wakes its own worker so the job starts at once.
 struct RedisDispatch {
     queue: Queue,
+    wakes: Wakes,
+}
+
+impl RedisDispatch {
+    /// Wakes queue `kind`'s worker when the push was not a duplicate.
+    fn woken(&self, kind: &str, task_id: Option<String>) -> bool {
+        if task_id.is_some() {
+            self.wakes.get(kind).signal();
+        }
+        task_id.is_some()
+    }
 }
 
 impl Dispatch for RedisDispatch {
     async fn backup(&self, schedule: &str, job: BackupJob) -> Result<bool, Error> {
         let key = job.idempotency_key(schedule);
         let kind = queue::backup_queue(job.backup_type);
-        Ok(self.queue.push(kind, &job, key.as_deref()).await?.is_some())
+        let task_id = self.queue.push(kind, &job, key.as_deref()).await?;
+        Ok(self.woken(kind, task_id))
     }
 
     async fn maintenance(&self, job: MaintenanceJob) -> Result<bool, Error> {
         let key = format!("{}:{}", job.chore.as_str(), job.scheduled_for.timestamp());
-        Ok(self
+        let task_id = self
             .queue
             .push(queue::MAINTENANCE, &job, Some(&key))
-            .await?
-            .is_some())
+            .await?;
+        Ok(self.woken(queue::MAINTENANCE, task_id))
     }
 }
