@@ -523,6 +523,7 @@ const SYNC_EVERY: u64 = 64 << 20;
 /// a fifth of the media backup's time); flushing in the background while
 /// the dump goes on leaves it the last few megabytes.
 struct LocalFile {
+    key: String,
     file: Arc<std::fs::File>,
     partial: PathBuf,
     target: PathBuf,
@@ -538,7 +539,7 @@ impl LocalFile {
             .join(PARTIAL_DIR)
             .join(uuid::Uuid::new_v4().simple().to_string());
         let paths = (partial.clone(), target.clone());
-        let file = blocking(format!("creating {}", partial.display()), move || {
+        let file = blocking(failed(key, "creating", &partial), move || {
             let (partial, target) = paths;
             for dir in [partial.parent(), target.parent()].into_iter().flatten() {
                 std::fs::create_dir_all(dir)?;
@@ -551,6 +552,7 @@ impl LocalFile {
         })
         .await?;
         Ok(Self {
+            key: key.to_string(),
             file: Arc::new(file),
             partial,
             target,
@@ -563,7 +565,7 @@ impl LocalFile {
         use std::io::Write;
         let file = self.file.clone();
         let len = chunk.len() as u64;
-        blocking(format!("writing {}", self.partial.display()), move || {
+        blocking(failed(&self.key, "writing", &self.partial), move || {
             chunk
                 .chunks(WRITE_PIECE)
                 .try_for_each(|piece| (&*file).write_all(piece))
@@ -582,7 +584,7 @@ impl LocalFile {
     /// Waits for the background flush, if any, and reports its failure.
     async fn settle(&mut self) -> Result<(), StorageError> {
         if let Some(syncing) = self.syncing.take() {
-            let context = format!("flushing {}", self.partial.display());
+            let context = failed(&self.key, "flushing", &self.partial);
             syncing
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))
@@ -596,7 +598,7 @@ impl LocalFile {
         self.settle().await?;
         let (file, partial, target) =
             (self.file.clone(), self.partial.clone(), self.target.clone());
-        blocking(format!("completing {}", self.target.display()), move || {
+        blocking(failed(&self.key, "completing", &self.target), move || {
             file.sync_all()?;
             std::fs::rename(&partial, &target)?;
             match target.parent() {
@@ -611,7 +613,7 @@ impl LocalFile {
         let _ = self.settle().await;
         let partial = self.partial.clone();
         blocking(
-            format!("removing {}", self.partial.display()),
+            failed(&self.key, "removing", &self.partial),
             move || match std::fs::remove_file(&partial) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
@@ -619,6 +621,11 @@ impl LocalFile {
         )
         .await
     }
+}
+
+/// The context of a local storage error, worded like OpenDAL's.
+fn failed(key: &str, what: &str, path: &Path) -> String {
+    format!("storage write of {key} failed: {what} {}", path.display())
 }
 
 /// Runs file I/O on the blocking pool.
