@@ -2,6 +2,7 @@
 //! against real PostgreSQL, MariaDB, SQLite, Redis, an S3-protocol server and
 //! standard restore tools.
 
+mod bench;
 mod config;
 mod history;
 mod media;
