@@ -454,3 +454,33 @@ impl Wakes {
             .interval(POLL)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::{FutureExt, StreamExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_wake_is_never_lost_never_repeated_and_only_for_its_queue() {
+        let wakes = Wakes::default();
+        let mut database = wakes.get(DATABASE).clone();
+        assert!(database.next().now_or_never().is_none(), "nothing pushed");
+
+        wakes.get(DATABASE).signal();
+        wakes.get(DATABASE).signal();
+        assert_eq!(database.next().now_or_never(), Some(Some(())));
+        assert!(
+            database.next().now_or_never().is_none(),
+            "two pushes, one fetch (it takes whatever is queued)"
+        );
+        assert!(wakes.get(MEDIA).clone().next().now_or_never().is_none());
+
+        // A worker already waiting is woken.
+        let waiting = tokio::spawn(async move { database.next().await });
+        tokio::task::yield_now().await;
+        wakes.get(DATABASE).signal();
+        let woken = tokio::time::timeout(Duration::from_secs(10), waiting).await;
+        assert_eq!(woken.ok().and_then(Result::ok), Some(Some(())));
+    }
+}

@@ -750,6 +750,54 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
+    fn local(root: &Path) -> Storage {
+        Storage::new(&StorageSettings {
+            url: StorageUrl::Fs {
+                root: root.to_path_buf(),
+            },
+            ..StorageSettings::default()
+        })
+    }
+
+    /// Past the background flush threshold, the artifact appears whole, 0600,
+    /// only on close, and nothing is left in `.partial/`.
+    #[tokio::test]
+    async fn a_local_artifact_appears_whole_and_private_only_on_close() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let storage = local(dir.path());
+        let key = "media/m/m-20261126T000000Z-1.tar";
+        let mut writer = storage.writer(key).await.unwrap();
+        let chunk = Bytes::from(vec![7u8; 3 << 20]);
+        let chunks = (SYNC_EVERY as usize * 2) / chunk.len() + 1;
+        for _ in 0..chunks {
+            writer.write(chunk.clone()).await.unwrap();
+        }
+        assert!(!dir.path().join(key).exists(), "visible before close");
+        writer.close().await.unwrap();
+        let meta = std::fs::metadata(dir.path().join(key)).unwrap();
+        assert_eq!(meta.len(), (chunks * chunk.len()) as u64);
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let partial = std::fs::read_dir(dir.path().join(PARTIAL_DIR)).unwrap();
+        assert_eq!(partial.count(), 0, "a partial file was left");
+    }
+
+    #[tokio::test]
+    async fn an_aborted_local_artifact_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = local(dir.path());
+        let key = "database/db/db-20261126T000000Z-2.dump.zst";
+        let mut writer = storage.writer(key).await.unwrap();
+        writer
+            .write(Bytes::from_static(b"half a dump"))
+            .await
+            .unwrap();
+        writer.abort().await;
+        assert!(!dir.path().join(key).exists());
+        let partial = std::fs::read_dir(dir.path().join(PARTIAL_DIR)).unwrap();
+        assert_eq!(partial.count(), 0, "a partial file was left");
+    }
+
     #[test]
     fn artifact_keys_are_readable_and_sort_by_time() {
         let t = Utc.with_ymd_and_hms(2026, 11, 26, 2, 0, 0).unwrap();
