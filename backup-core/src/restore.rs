@@ -246,8 +246,9 @@ pub async fn stream_artifact<T: Send + 'static>(
             manifest.compression
         ),
     })?;
-    // Storage reads 1 MiB pieces two ahead; with one held back and two here,
-    // a restore holds about 6 MiB of artifact whatever its size.
+    // Storage reads 512 KiB pieces two ahead (S3: one GET's small frames);
+    // with one held back and two here, a restore holds about 3 MiB of
+    // artifact whatever its size.
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(2);
     let count = Arc::new(AtomicU64::new(0));
     let counted = count.clone();
