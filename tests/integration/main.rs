@@ -5,6 +5,7 @@
 mod bench;
 mod config;
 mod history;
+mod layout;
 mod media;
 mod mysql;
 mod notify;
