@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use backup_core::{config::Settings, history::BackupType, storage::Storage};
+use backup_core::{config::Settings, model::BackupType, storage::Storage};
 use clap::Subcommand;
 use comfy_table::Cell;
 

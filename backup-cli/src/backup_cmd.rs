@@ -1,15 +1,15 @@
-//! `backup database|media|all`: run backups now, in this process.
+//! `backup database|media|all`: run backups now, in this process, with the
+//! job runner the workers use (one attempt: the user is waiting).
 
 use std::{io::IsTerminal, process::ExitCode};
 
 use backup_core::{
-    backup::{self, Context, Report, Request},
     config::Settings,
-    history::{BackupType, RunStatus},
-    jobs::{self, Locks},
-    notify::Notice,
+    context::Context,
+    jobs::{BackupJob, Done, JobFailed, Runner, run_backup},
+    lock,
+    model::{BackupType, Trigger},
     pipeline::Progress,
-    queue::Queue,
 };
 use clap::ValueEnum;
 
@@ -44,58 +44,61 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
         Kind::All => vec![BackupType::Database, BackupType::Media],
     };
     // Resolve the targets before opening anything, so a typo changes nothing.
-    backup::select(&settings, &types, args.target.as_deref())?;
+    let jobs: Vec<BackupJob> = settings
+        .targets(&types, args.target.as_deref())?
+        .iter()
+        .map(|t| BackupJob {
+            backup_type: t.backup_type(),
+            target: t.name().to_string(),
+            trigger: Trigger::Manual,
+            scheduled_for: None,
+        })
+        .collect();
+    // With [queue], the lock every worker takes: never back up beside one.
+    let locks = lock::for_settings(&settings).await?;
     let mut ctx = Context::open(settings).await?;
     // The user is waiting: one try per notification (the worker retries).
     ctx.notifier = ctx.notifier.single_try();
-    let locks = target_locks(&ctx).await;
+    let runner = Runner {
+        attempts: 1,
+        ..Runner::new(ctx, locks, None)
+    };
     let mut runs = Vec::new();
     let mut failed = 0;
-    for target in backup::select(&ctx.settings, &types, args.target.as_deref())? {
+    for job in &jobs {
         let progress = Progress::default();
         let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
             output::spinner(
-                &format!("{} {}", target.backup_type(), target.name()),
+                &format!("{} {}", job.backup_type, job.target),
                 progress.clone(),
             )
         });
-        let held = match &locks {
-            Some(locks) => {
-                let name = jobs::lock_name(target.backup_type(), target.name());
-                Some(
-                    locks
-                        .acquire(&name, ctx.settings.worker.lost_after())
-                        .await?,
-                )
-            }
-            None => None,
-        };
-        let report = backup::run(&ctx, target, &Request::manual(), progress).await;
-        if let Some(held) = held {
-            held.release().await;
-        }
+        let outcome = run_backup(&runner, job, None, progress).await;
         if let Some((bar, ticker)) = bar {
             ticker.abort();
             bar.finish_and_clear();
         }
-        let mut report = report?;
-        // A failed mail is logged and shown; the backup's outcome stands.
-        let delivery = ctx
-            .notifier
-            .finished(&ctx.history, &Notice::for_run(&report.run))
-            .await;
-        report.run.notification = Some(delivery.to_string());
-        if report.run.status != RunStatus::Success {
-            failed += 1;
-            eprintln!(
-                "error: {} backup of {:?} failed: {}",
-                report.run.backup_type, report.run.target, report.run.error_message
-            );
+        match outcome {
+            Ok(done) => {
+                if !args.json {
+                    print_done(&done);
+                }
+                runs.push(done.run);
+            }
+            Err(JobFailed { message, run }) => {
+                failed += 1;
+                eprintln!(
+                    "error: {} backup of {:?} failed: {message}",
+                    job.backup_type, job.target
+                );
+                if let Some(run) = run {
+                    if !args.json {
+                        print_failed(&run, &message);
+                    }
+                    runs.push(run);
+                }
+            }
         }
-        if !args.json {
-            print_report(&report);
-        }
-        runs.push(report.run);
     }
     if args.json {
         output::json(&runs)?;
@@ -107,61 +110,48 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// With a queue configured, backups here take the same per-target lock as
-/// the workers, so they never overlap a worker's backup of the target.
-async fn target_locks(ctx: &Context) -> Option<Locks> {
-    let settings = ctx.settings.queue.as_ref()?;
-    match Queue::connect(settings).await {
-        Ok(queue) => Some(Locks::Redis(queue)),
-        Err(e) => {
-            eprintln!(
-                "warning: {e}; backing up without the per-target lock, so a worker may back up \
-                 the same target at the same time"
-            );
-            None
-        }
+fn print_done(done: &Done) {
+    let run = &done.run;
+    let duration = run.duration_seconds.unwrap_or_default();
+    outln!(
+        "{} {}: success (run {}, {duration:.2} s)",
+        run.backup_type,
+        run.target,
+        run.id
+    );
+    outln!(
+        "  artifact  {}",
+        run.artifact.as_deref().unwrap_or_default()
+    );
+    let size = run.size_bytes.unwrap_or_default() as u64;
+    outln!("  size      {} ({size} bytes)", output::bytes(size));
+    outln!("  sha256    {}", run.sha256.as_deref().unwrap_or_default());
+    if let Some(files) = done.manifest.as_ref().and_then(|m| m.files) {
+        outln!("  files     {files}");
+    }
+    for key in &done.pruned {
+        outln!("  pruned    {key}");
+    }
+    print_mail(run.notification.as_deref());
+    for warning in &done.warnings {
+        outln!("  warning   {warning}");
     }
 }
 
-fn print_report(report: &Report) {
-    let run = &report.run;
-    let duration = run.duration_seconds.unwrap_or_default();
-    match run.status {
-        RunStatus::Success => {
-            outln!(
-                "{} {}: success (run {}, {duration:.2} s)",
-                run.backup_type,
-                run.target,
-                run.id
-            );
-            outln!(
-                "  artifact  {}",
-                run.artifact.as_deref().unwrap_or_default()
-            );
-            let size = run.size_bytes.unwrap_or_default() as u64;
-            outln!("  size      {} ({size} bytes)", output::bytes(size));
-            outln!("  sha256    {}", run.sha256.as_deref().unwrap_or_default());
-            if let Some(files) = report.manifest.as_ref().and_then(|m| m.files) {
-                outln!("  files     {files}");
-            }
-            for key in &report.pruned {
-                outln!("  pruned    {key}");
-            }
-        }
-        _ => {
-            outln!(
-                "{} {}: FAILED (run {}, {duration:.2} s)",
-                run.backup_type,
-                run.target,
-                run.id
-            );
-            outln!("  error     {}", run.error_message);
-        }
-    }
-    if let Some(mail) = run.notification.as_deref().filter(|m| *m != "skipped") {
+fn print_failed(run: &backup_core::history::BackupRun, message: &str) {
+    outln!(
+        "{} {}: FAILED (run {}, {:.2} s)",
+        run.backup_type,
+        run.target,
+        run.id,
+        run.duration_seconds.unwrap_or_default()
+    );
+    outln!("  error     {message}");
+    print_mail(run.notification.as_deref());
+}
+
+fn print_mail(notification: Option<&str>) {
+    if let Some(mail) = notification.filter(|m| *m != "skipped") {
         outln!("  mail      {mail}");
-    }
-    for warning in &report.warnings {
-        outln!("  warning   {warning}");
     }
 }

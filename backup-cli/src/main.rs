@@ -70,7 +70,7 @@ fn main() -> ExitCode {
     // Run outcomes are printed from each report; the runner's own log lines
     // (meant for the worker's log) would only repeat them.
     let filter = match cli.verbose {
-        0 => "warn,backup_core::backup=off,backup_core::restore=off",
+        0 => "warn,backup_core::backup=off,backup_core::jobs=off,backup_core::restore=off",
         1 => "info",
         _ => "debug",
     };

@@ -2,7 +2,7 @@
 
 use std::io::{IsTerminal, Write};
 
-use backup_core::{config::Timezone, history::RunStatus};
+use backup_core::{config::Timezone, model::RunStatus};
 use chrono::{DateTime, Utc};
 use comfy_table::{Cell, Color, Table, presets::UTF8_BORDERS_ONLY};
 
@@ -66,7 +66,7 @@ pub fn time(t: DateTime<Utc>, tz: Timezone) -> String {
         .to_string()
 }
 
-pub use backup_core::backup::human_bytes as bytes;
+pub use backup_core::model::human_bytes as bytes;
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
@@ -97,16 +97,4 @@ pub fn spinner(
         }
     });
     (bar, ticker)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_read_naturally() {
-        assert_eq!(bytes(12), "12 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(3 << 30), "3.0 GiB");
-    }
 }

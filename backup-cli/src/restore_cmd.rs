@@ -2,16 +2,16 @@
 
 use std::{
     io::{BufRead, IsTerminal, Write},
-    path::PathBuf,
     process::ExitCode,
 };
 
 use backup_core::{
-    backup::Context,
-    config::Settings,
-    history::{RestoreRun, RunStatus},
+    config::{DatabaseSource, Settings},
+    context::Context,
+    history::RestoreRun,
+    model::RunStatus,
     pipeline::Progress,
-    restore::{self, DatabaseOptions, Pick, RestoreReport},
+    restore::{self, DatabaseOptions, DatabaseRequest, MediaRequest, RestoreReport},
 };
 
 use crate::output::{self, outln};
@@ -33,53 +33,10 @@ pub enum Command {
     },
 }
 
-/// Which backup: one of --run, --latest (the default), --artifact.
-#[derive(Debug, clap::Args)]
-#[group(multiple = false)]
-pub struct Which {
-    /// The artifact of this backup run.
-    #[arg(long, value_name = "ID")]
-    run: Option<i64>,
-    /// The newest complete backup of the target (the default).
-    #[arg(long)]
-    latest: bool,
-    /// This artifact key (see `artifacts list`).
-    #[arg(long, value_name = "KEY")]
-    artifact: Option<String>,
-}
-
-impl Which {
-    fn pick(&self) -> Pick {
-        match (&self.run, &self.artifact) {
-            (Some(id), _) => Pick::Run(*id),
-            (_, Some(key)) => Pick::Artifact(key.clone()),
-            _ => Pick::Latest,
-        }
-    }
-}
-
 #[derive(Debug, clap::Args)]
 pub struct DatabaseArgs {
-    /// The target whose backup to restore.
-    #[arg(long, short)]
-    target: Option<String>,
     #[command(flatten)]
-    which: Which,
-    /// Restore into this database instead of the target's own (same engine).
-    /// A URL with a password is better given as BACKUP_RESTORE_INTO.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "BACKUP_RESTORE_INTO",
-        hide_env_values = true
-    )]
-    into: Option<String>,
-    /// Restore over existing tables without asking.
-    #[arg(long)]
-    yes: bool,
-    /// PostgreSQL: skip ownership and grants (restoring as another role).
-    #[arg(long)]
-    no_owner: bool,
+    request: DatabaseRequest,
     /// Print the restore record as JSON.
     #[arg(long)]
     json: bool,
@@ -87,21 +44,8 @@ pub struct DatabaseArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct MediaArgs {
-    /// The target whose backup to restore.
-    #[arg(long, short)]
-    target: Option<String>,
-    /// The artifact of this backup run.
-    #[arg(long, value_name = "ID", conflicts_with = "latest")]
-    run: Option<i64>,
-    /// The newest complete backup of the target (the default).
-    #[arg(long)]
-    latest: bool,
-    /// The directory to restore into (created if missing).
-    #[arg(long, value_name = "DIR")]
-    to: PathBuf,
-    /// Restore into a non-empty directory, replacing same-named entries.
-    #[arg(long)]
-    force: bool,
+    #[command(flatten)]
+    request: MediaRequest,
     /// Print the restore record as JSON.
     #[arg(long)]
     json: bool,
@@ -140,27 +84,18 @@ pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
 }
 
 async fn database(ctx: &Context, args: DatabaseArgs) -> anyhow::Result<ExitCode> {
-    if let Some(url) = &args.into
+    let request = &args.request;
+    if let Some(url) = &request.into
         && std::env::var_os("BACKUP_RESTORE_INTO").is_none()
-        && url.contains('@')
-        && url
-            .split('@')
-            .next()
-            .is_some_and(|auth| auth.matches(':').count() > 1)
+        && DatabaseSource::parse(url).is_ok_and(|source| source.has_password())
     {
         eprintln!(
             "warning: the --into URL holds a password, which other users can see in the process \
              list; prefer BACKUP_RESTORE_INTO=URL"
         );
     }
-    let plan = restore::plan_database(
-        ctx,
-        args.target.as_deref(),
-        &args.which.pick(),
-        args.into.as_deref(),
-    )
-    .await?;
-    let mut replace = args.yes;
+    let plan = restore::plan_database(ctx, request).await?;
+    let mut replace = request.yes;
     if plan.existing_tables > 0 && !replace && std::io::stdin().is_terminal() {
         replace = confirm(&format!(
             "{} has {} table(s). Restoring {} (run {}) replaces the tables it holds. Continue? [y/N] ",
@@ -173,7 +108,7 @@ async fn database(ctx: &Context, args: DatabaseArgs) -> anyhow::Result<ExitCode>
     }
     let options = DatabaseOptions {
         replace,
-        no_owner: args.no_owner,
+        no_owner: request.no_owner,
     };
     let progress = Progress::default();
     let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
@@ -191,8 +126,7 @@ async fn database(ctx: &Context, args: DatabaseArgs) -> anyhow::Result<ExitCode>
 }
 
 async fn media(ctx: &Context, args: MediaArgs) -> anyhow::Result<ExitCode> {
-    let pick = args.run.map_or(Pick::Latest, Pick::Run);
-    let plan = restore::plan_media(ctx, args.target.as_deref(), &pick, &args.to).await?;
+    let plan = restore::plan_media(ctx, &args.request).await?;
     let progress = Progress::default();
     let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
         output::spinner(
@@ -200,7 +134,7 @@ async fn media(ctx: &Context, args: MediaArgs) -> anyhow::Result<ExitCode> {
             progress.clone(),
         )
     });
-    let report = restore::run_media(ctx, &plan, args.force, progress).await;
+    let report = restore::run_media(ctx, &plan, args.request.force, progress).await;
     if let Some((bar, ticker)) = bar {
         ticker.abort();
         bar.finish_and_clear();

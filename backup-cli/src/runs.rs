@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use backup_core::{
     config::Settings,
-    history::{BackupRun, BackupType, History, RunFilter, RunStatus},
+    history::{BackupRun, History, RunFilter},
+    maintenance,
+    model::{BackupType, RunStatus},
 };
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use clap::Subcommand;
@@ -115,14 +117,13 @@ pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             older_than_days,
         } => {
             let days = older_than_days.unwrap_or(settings.history_retention_days);
-            let cutoff = now - Duration::days(i64::from(days));
-            let plan = history.started_before(cutoff).await?;
+            let plan = maintenance::plan_history_cleanup(&history, days, now).await?;
             let verb = if dry_run {
                 "[DRY RUN] would delete"
             } else {
                 "deleting"
             };
-            for run in &plan {
+            for run in &plan.runs {
                 outln!(
                     "{verb} run {} ({} {}, {}, started {})",
                     run.id,
@@ -132,15 +133,14 @@ pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                     output::time(run.started_at, settings.timezone)
                 );
             }
-            let when = output::time(cutoff, settings.timezone);
+            let when = output::time(plan.cutoff, settings.timezone);
             if dry_run {
                 outln!(
                     "[DRY RUN] {} run(s) started before {when} ({days} days) would be deleted",
-                    plan.len()
+                    plan.runs.len()
                 );
             } else {
-                let ids: Vec<i64> = plan.iter().map(|r| r.id).collect();
-                let deleted = history.delete(&ids).await?;
+                let deleted = maintenance::apply_history_cleanup(&history, &plan).await?;
                 outln!("{deleted} run(s) started before {when} ({days} days) deleted");
             }
         }

@@ -56,27 +56,20 @@ pub enum Command {
 pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Setup { dry_run } => {
-            let wanted = schedule::desired(&settings)?;
-            let history = open(&settings, dry_run).await?;
-            let stored = match &history {
-                Some(h) => h.schedules().await?,
-                None => Vec::new(),
-            };
-            let plan = schedule::plan(&wanted, &stored);
-            apply(history.as_ref(), &plan, dry_run).await
+            let now = Utc::now();
+            let plan = schedule::setup(&settings, dry_run, now).await?;
+            print(&plan, dry_run, now);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Remove { dry_run } => {
-            let history = open(&settings, dry_run).await?;
-            let stored = match &history {
-                Some(h) => h.schedules().await?,
-                None => Vec::new(),
-            };
-            let plan = schedule::removal(&stored);
+            let now = Utc::now();
+            let plan = schedule::remove(&settings, dry_run, now).await?;
             if plan.items.is_empty() {
                 outln!("no schedules are stored; nothing to remove");
-                return Ok(ExitCode::SUCCESS);
+            } else {
+                print(&plan, dry_run, now);
             }
-            apply(history.as_ref(), &plan, dry_run).await
+            Ok(ExitCode::SUCCESS)
         }
         Command::List { json } => list(&settings, json).await,
         Command::Next {
@@ -123,27 +116,8 @@ pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// History for a dry run is opened without migrating and only if it
-/// exists, so a dry run never creates or changes anything.
-async fn open(settings: &Settings, dry_run: bool) -> anyhow::Result<Option<History>> {
-    if !dry_run {
-        return Ok(Some(History::open(&settings.history.url).await?));
-    }
-    if let backup_core::config::HistoryUrl::Sqlite(path) = &settings.history.url
-        && !path.exists()
-    {
-        return Ok(None);
-    }
-    let history = History::connect(&settings.history.url).await?;
-    // Before `migrate` there is no schedules table: nothing is stored.
-    Ok(match history.schedules().await {
-        Ok(_) => Some(history),
-        Err(_) => None,
-    })
-}
-
-async fn apply(history: Option<&History>, plan: &Plan, dry_run: bool) -> anyhow::Result<ExitCode> {
-    let now = Utc::now();
+/// What the plan does (or, in a dry run, would do), one line a schedule.
+fn print(plan: &Plan, dry_run: bool, now: DateTime<Utc>) {
     for (action, s) in &plan.items {
         let verb = if dry_run {
             format!("[DRY RUN] would {}", action.would())
@@ -155,12 +129,8 @@ async fn apply(history: Option<&History>, plan: &Plan, dry_run: bool) -> anyhow:
     if dry_run {
         outln!("[DRY RUN] {} (nothing written)", plan.summary());
     } else {
-        if let Some(history) = history {
-            history.apply_schedules(plan, now).await?;
-        }
         outln!("{}", plan.summary());
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `database (database: app, analytics) "0 2 * * *" Europe/Rome; next: ...`

@@ -4,10 +4,9 @@ use std::{process::ExitCode, time::Duration};
 
 use anyhow::bail;
 use backup_core::{
-    backup,
     config::Settings,
-    history::{BackupType, RunStatus, Trigger},
     jobs::BackupJob,
+    model::{BackupType, RunStatus, Trigger},
     queue::{self, Queue},
 };
 use clap::{Args as ClapArgs, ValueEnum};
@@ -44,7 +43,7 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
              run the backup in this process with `backup-cli backup {backup_type}`"
         );
     };
-    let targets = backup::select(&settings, &[backup_type], args.target.as_deref())?;
+    let targets = settings.targets(&[backup_type], args.target.as_deref())?;
     let queue = Queue::connect(queue_settings).await?;
     let mut tasks = Vec::new();
     for target in targets {

@@ -3,44 +3,19 @@
 use std::process::ExitCode;
 
 use backup_core::{
-    backup::Context,
-    config::{DatabaseSource, Settings},
-    history::{BackupType, RunStatus},
+    config::Settings,
+    context::Context,
+    model::RunStatus,
     pipeline::Progress,
-    restore::{self, Pick, Scope, Verified},
+    restore::{self, Verified, VerifyRequest},
 };
 
 use crate::output::{self, outln};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The artifact of this backup run.
-    #[arg(long, value_name = "ID", conflicts_with_all = ["latest", "all"])]
-    run: Option<i64>,
-    /// The newest artifact of each target (the default).
-    #[arg(long, conflicts_with = "all")]
-    latest: bool,
-    /// Every artifact in storage.
-    #[arg(long)]
-    all: bool,
-    /// Only this target's artifacts.
-    #[arg(long, short)]
-    target: Option<String>,
-    /// Restore drill: restore the artifact into a scratch database created
-    /// for it, count the rows of each table, and drop it again.
-    #[arg(long, requires = "target", conflicts_with = "all")]
-    restore_test: bool,
-    /// The drill's scratch database; it must not exist. Default: the
-    /// engine's `verify_scratch`, or a temporary file for SQLite. A URL with
-    /// a password is better given as BACKUP_VERIFY_SCRATCH.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "BACKUP_VERIFY_SCRATCH",
-        hide_env_values = true,
-        requires = "restore_test"
-    )]
-    scratch: Option<String>,
+    #[command(flatten)]
+    request: VerifyRequest,
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
@@ -48,13 +23,9 @@ pub struct Args {
 
 pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
     let ctx = Context::open(settings).await?;
-    let scope = match (args.run, args.all) {
-        (Some(id), _) => Scope::Run(id),
-        (None, true) => Scope::All,
-        (None, false) => Scope::Latest,
-    };
-    let results = restore::verify(&ctx, &scope, args.target.as_deref()).await?;
-    if args.restore_test {
+    let request = &args.request;
+    let results = restore::verify(&ctx, &request.scope(), request.target.as_deref()).await?;
+    if request.restore_test {
         return drill(&ctx, &args, &results).await;
     }
     if args.json {
@@ -99,53 +70,14 @@ async fn drill(ctx: &Context, args: &Args, results: &[Verified]) -> anyhow::Resu
     let [result] = results else {
         anyhow::bail!("a restore drill takes one artifact; choose it with --target (and --run)");
     };
-    if !result.ok {
-        eprintln!(
-            "error: {} failed verification, so it is not drilled: {}",
-            result.artifact, result.detail
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    if result.backup_type != BackupType::Database {
+    let scratch = args.request.scratch.as_deref();
+    let Some(drill) = restore::drill_verified(ctx, result, scratch, Progress::default()).await?
+    else {
         anyhow::bail!(
-            "restore drills are for database backups; `verify` already reads every entry of a media archive"
+            "no scratch database for {}: pass --scratch URL (one the drill may create and drop) or set verify_scratch",
+            result.engine.as_deref().unwrap_or("this engine")
         );
-    }
-    // By key: the run may have left history while its artifact is kept.
-    let manifest = restore::find(
-        ctx,
-        BackupType::Database,
-        Some(&result.target),
-        &Pick::Artifact(result.artifact.clone()),
-    )
-    .await?;
-    let run_id = manifest.run_id;
-    let temp = tempfile_dir()?;
-    let scratch = match &args.scratch {
-        Some(url) => match DatabaseSource::parse(url).map_err(anyhow::Error::msg)? {
-            DatabaseSource::Sqlite { path } => DatabaseSource::Sqlite {
-                path: std::path::absolute(path)?,
-            },
-            other => other,
-        },
-        None if manifest.engine == "sqlite" => DatabaseSource::Sqlite {
-            path: temp.join("drill.sqlite3"),
-        },
-        None => ctx
-            .settings
-            .verify_scratch
-            .iter()
-            .find(|s| s.0.engine() == manifest.engine)
-            .map(|s| s.0.clone())
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "no scratch database for {}: pass --scratch URL (one the drill may create and drop) or set verify_scratch",
-                    manifest.engine
-                )
-            })?,
     };
-    let drill = restore::drill(ctx, &manifest, &scratch, Progress::default()).await?;
-    let _ = std::fs::remove_dir_all(&temp);
     let run = &drill.report.run;
     if args.json {
         let tables: serde_json::Map<String, serde_json::Value> = drill
@@ -160,9 +92,10 @@ async fn drill(ctx: &Context, args: &Args, results: &[Verified]) -> anyhow::Resu
         }))?;
     } else {
         outln!(
-            "drill  {} {}  run {run_id}  into {} (created, then dropped)",
+            "drill  {} {}  run {}  into {} (created, then dropped)",
             result.backup_type,
             result.target,
+            run.source_run_id.map_or("-".into(), |id| id.to_string()),
             run.destination
         );
         for (name, rows) in &drill.tables {
@@ -181,11 +114,4 @@ async fn drill(ctx: &Context, args: &Args, results: &[Verified]) -> anyhow::Resu
         eprintln!("error: restore drill failed: {}", run.error_message);
         Ok(ExitCode::FAILURE)
     }
-}
-
-/// A private temporary directory for a SQLite drill.
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("backup-drill-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }

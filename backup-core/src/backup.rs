@@ -1,6 +1,6 @@
 //! Running one backup of one target end to end: history row, source,
-//! pipeline, storage, manifest, retention. The CLI calls this directly; the
-//! worker's job handlers will too.
+//! pipeline, storage, manifest, retention. Job handlers call it, one attempt
+//! at a time.
 
 use std::time::Duration;
 
@@ -9,138 +9,15 @@ use tracing::Instrument;
 
 use crate::{
     Error,
-    config::{DatabaseTarget, MediaTarget, Settings},
+    config::Target,
+    context::Context,
     engine::{self, Source},
-    history::{BackupRun, BackupType, History, NewRun, Outcome, Trigger},
-    notify::Notifier,
+    history::{BackupRun, NewRun, Outcome},
+    model::{Trigger, one_line},
     pipeline::{self, Progress},
     retention,
-    storage::{self, Manifest, Storage},
+    storage::{self, Manifest},
 };
-
-/// What a backup needs: settings, storage, history, and who is running it.
-#[derive(Debug, Clone)]
-pub struct Context {
-    /// The configuration.
-    pub settings: Settings,
-    /// Where artifacts go.
-    pub storage: Storage,
-    /// Where runs are recorded.
-    pub history: History,
-    /// `host:pid` of this process, recorded on each run.
-    pub worker: String,
-    /// Mail, webhooks and dead-man's-switch pings.
-    pub notifier: Notifier,
-}
-
-impl Context {
-    /// Opens storage and history (migrating it) for these settings.
-    ///
-    /// # Errors
-    ///
-    /// When storage cannot be configured or history cannot be opened.
-    pub async fn open(settings: Settings) -> Result<Self, Error> {
-        let storage = Storage::new(&settings.storage);
-        let history = History::open(&settings.history.url).await?;
-        Ok(Self {
-            notifier: Notifier::new(&settings),
-            settings,
-            storage,
-            history,
-            worker: worker_id(),
-        })
-    }
-}
-
-/// `host:pid`, naming this process in history rows.
-pub fn worker_id() -> String {
-    format!(
-        "{}:{}",
-        gethostname::gethostname().to_string_lossy(),
-        std::process::id()
-    )
-}
-
-/// One configured thing to back up.
-#[derive(Debug, Clone, Copy)]
-pub enum Target<'a> {
-    /// A database.
-    Database(&'a DatabaseTarget),
-    /// A directory tree.
-    Media(&'a MediaTarget),
-}
-
-impl Target<'_> {
-    /// Its backup type.
-    pub fn backup_type(&self) -> BackupType {
-        match self {
-            Target::Database(_) => BackupType::Database,
-            Target::Media(_) => BackupType::Media,
-        }
-    }
-
-    /// Its stable name.
-    pub fn name(&self) -> &str {
-        match self {
-            Target::Database(t) => &t.name,
-            Target::Media(t) => &t.name,
-        }
-    }
-}
-
-/// The configured targets of the given types, in that order, or only those
-/// named `name`.
-///
-/// # Errors
-///
-/// [`Error::Config`] when nothing is configured for those types, or no
-/// target has that name.
-pub fn select<'a>(
-    settings: &'a Settings,
-    types: &[BackupType],
-    name: Option<&str>,
-) -> Result<Vec<Target<'a>>, Error> {
-    let mut all = Vec::new();
-    for backup_type in types {
-        match backup_type {
-            BackupType::Database => all.extend(
-                settings
-                    .database_backup
-                    .databases
-                    .iter()
-                    .map(Target::Database),
-            ),
-            BackupType::Media => all.extend(settings.media_backup.paths.iter().map(Target::Media)),
-        }
-    }
-    let invalid = |msg: String| Err(crate::config::ConfigError::Invalid(msg).into());
-    if all.is_empty() {
-        let keys: Vec<&str> = types
-            .iter()
-            .map(|t| match t {
-                BackupType::Database => "database_backup.databases",
-                BackupType::Media => "media_backup.paths",
-            })
-            .collect();
-        return invalid(format!(
-            "no targets are configured; add some to {}",
-            keys.join(" or ")
-        ));
-    }
-    let Some(name) = name else { return Ok(all) };
-    let known: Vec<String> = all
-        .iter()
-        .map(|t| format!("{} {}", t.backup_type(), t.name()))
-        .collect();
-    let chosen: Vec<Target<'a>> = all.into_iter().filter(|t| t.name() == name).collect();
-    if chosen.is_empty() {
-        return invalid(format!(
-            "no target named {name:?}; configured: {}",
-            known.join(", ")
-        ));
-    }
-    Ok(chosen)
-}
 
 /// Why and how a run is started.
 #[derive(Debug, Clone)]
@@ -271,27 +148,6 @@ async fn with_heartbeat<T>(ctx: &Context, run_id: i64, work: impl Future<Output 
                 }
             }
         }
-    }
-}
-
-/// Collapses a multi-line message (tool stderr, say) onto one line.
-pub fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// A byte count for people: `512 B`, `1.5 KiB`, `12.3 MiB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

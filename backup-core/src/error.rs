@@ -1,8 +1,8 @@
 //! The crate-wide error type gathering each module's errors.
 
 use crate::{
-    config::ConfigError, engine::EngineError, history::HistoryError, queue::QueueError,
-    restore::RestoreError, storage::StorageError,
+    config::error::ConfigError, engine::source::EngineError, history::pool::HistoryError,
+    queue::QueueError, restore::error::RestoreError, storage::error::StorageError,
 };
 
 /// Result alias for backup-core.

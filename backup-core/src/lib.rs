@@ -2,14 +2,43 @@
 //!
 //! The CLI and the worker parse arguments and wire things together; every
 //! decision and every side effect lives here so tests can call it directly.
+//!
+//! The modules, in the order data flows through them:
+//!
+//! - [`config`]: the settings (TOML, then `BACKUP__` environment), parsed
+//!   into domain types at load time; [`model`] holds the words every module
+//!   shares (backup type, run status, trigger, target names, sizes).
+//! - [`schedule`]: cron expressions and the stored schedules' setup plan;
+//!   [`scheduler`] fires them, once per fire across replicas.
+//! - [`queue`] (Redis) and [`jobs`]: job payloads and their handlers, with
+//!   per-target [`lock`]s.
+//! - [`backup`]: one run of one target, under a [`context`] (settings,
+//!   storage, history, notifier).
+//! - [`engine`]: the sources (PostgreSQL, MySQL/MariaDB, SQLite, media)
+//!   that stream a dump; [`pipeline`] compresses ([`compress`]) and hashes
+//!   it on its way to [`storage`], which writes artifacts and manifests;
+//!   [`retention`] prunes old ones.
+//! - [`history`]: the run, restore and schedule rows; [`maintenance`] keeps
+//!   it tidy.
+//! - [`notify`]: mail, webhooks and pings about outcomes; [`health`] the
+//!   liveness and metrics data.
+//! - [`restore`] reads back: restores, verification and drills.
+//!
+//! Around them: [`error`] gathers each module's errors, [`redact`] keeps
+//! secrets out of anything shown, [`telemetry`] sets up logging.
 
 pub mod backup;
 pub mod compress;
 pub mod config;
+pub mod context;
 pub mod engine;
 pub mod error;
+pub mod health;
 pub mod history;
 pub mod jobs;
+pub mod lock;
+pub mod maintenance;
+pub mod model;
 pub mod notify;
 pub mod pipeline;
 pub mod queue;

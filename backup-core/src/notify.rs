@@ -7,131 +7,34 @@
 //! carries a secret: run fields are redacted at the source, webhook and ping
 //! URLs are only ever shown as `scheme://host/***`, and the SMTP password is
 //! masked in every error.
+//!
+//! What a notice says is composed in [`message`] (pure); [`mail`],
+//! [`webhook`] and [`ping`] deliver it, each try judged and retried by
+//! one policy (`send`); [`Notifier`] here decides what is due and records
+//! what became of the mail.
 
-use std::{fmt, future::Future, time::Duration};
+pub mod mail;
+pub mod message;
+pub mod ping;
+pub(crate) mod send;
+pub mod webhook;
 
-use chrono::{DateTime, Utc};
-use lettre::{
-    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
-    message::{
-        Mailbox,
-        header::{ContentType, Header, HeaderName, HeaderValue},
-    },
-    transport::smtp::{
-        authentication::Credentials,
-        client::{Certificate, Tls, TlsParameters},
-        extension::ClientId,
-    },
-};
+use std::{fmt, time::Duration};
+
+use chrono::Utc;
 use secrecy::ExposeSecret;
-use serde_json::json;
 
+pub use self::message::{Activity, Email, Notice};
+use self::{
+    message::{compose, test_email},
+    send::{Retry, count},
+};
 use crate::{
-    backup::human_bytes,
-    config::{
-        EmailAddress, NotifyOn, Settings, SmtpEndpoint, SmtpSecurity, SmtpSettings, WebhookFormat,
-        WebhookSettings,
-    },
-    history::{BackupRun, BackupType, History, RunStatus},
+    config::{EmailAddress, NotifyOn, Settings, SmtpSecurity, SmtpSettings},
+    history::History,
+    model::BackupType,
     redact,
 };
-
-/// Limit of each dead-man's-switch ping.
-const PING_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The last line of every mail.
-const FOOTER: &str = "This is an automated message from the backup scheduler (backup-worker).";
-
-/// What a notice is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Activity {
-    /// A backup job.
-    Backup,
-    /// A scheduled verification (or restore drill) of an artifact.
-    Verification,
-}
-
-/// Something to tell people about: a successful run, a job that failed for
-/// good, or an artifact that failed its scheduled verification.
-#[derive(Debug, Clone)]
-pub struct Notice {
-    /// Backup or verification.
-    pub activity: Activity,
-    /// Success or failure.
-    pub event: NotifyOn,
-    /// Database or media.
-    pub backup_type: BackupType,
-    /// Target name.
-    pub target: String,
-    /// The run (the job's last attempt); none when the job failed before a
-    /// run was recorded (its target left the config, say).
-    pub run: Option<BackupRun>,
-    /// Why it failed (redacted); empty on success.
-    pub error: String,
-    /// Start time on failure, completion time on success.
-    pub at: DateTime<Utc>,
-}
-
-impl Notice {
-    /// The notice for a finished run: success or failure by its status.
-    pub fn for_run(run: &BackupRun) -> Self {
-        let success = run.status == RunStatus::Success;
-        Self {
-            activity: Activity::Backup,
-            event: if success {
-                NotifyOn::Success
-            } else {
-                NotifyOn::Failure
-            },
-            backup_type: run.backup_type,
-            target: run.target.clone(),
-            run: Some(run.clone()),
-            error: run.error_message.clone(),
-            at: if success {
-                run.completed_at.unwrap_or(run.started_at)
-            } else {
-                run.started_at
-            },
-        }
-    }
-
-    /// The notice for a job that failed without recording a run.
-    pub fn job_failed(
-        backup_type: BackupType,
-        target: &str,
-        error: &str,
-        at: DateTime<Utc>,
-    ) -> Self {
-        Self {
-            activity: Activity::Backup,
-            event: NotifyOn::Failure,
-            backup_type,
-            target: target.to_string(),
-            run: None,
-            error: error.to_string(),
-            at,
-        }
-    }
-
-    /// The notice for an artifact that failed verification (or its drill).
-    pub fn verification_failed(
-        backup_type: BackupType,
-        target: &str,
-        run: Option<BackupRun>,
-        error: &str,
-    ) -> Self {
-        Self {
-            activity: Activity::Verification,
-            event: NotifyOn::Failure,
-            backup_type,
-            target: target.to_string(),
-            run,
-            error: error.to_string(),
-            at: Utc::now(),
-        }
-    }
-}
 
 /// What became of a mail; stored on the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,231 +57,12 @@ impl fmt::Display for Delivery {
     }
 }
 
-/// A mail's subject and plain-text body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Email {
-    /// `[Backup] Database Backup Successful - 2026-11-26 02:00:45`.
-    pub subject: String,
-    /// UTF-8 text.
-    pub body: String,
-}
-
-/// `Database` or `Media`.
-fn title(backup_type: BackupType) -> &'static str {
-    match backup_type {
-        BackupType::Database => "Database",
-        BackupType::Media => "Media",
-    }
-}
-
-/// `2026-11-26 02:00:45` in the configured timezone.
-fn timestamp(settings: &Settings, at: DateTime<Utc>) -> String {
-    at.with_timezone(&settings.timezone.0)
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
-}
-
-/// The subject line of a notice (mail subject, Slack headline).
-pub fn subject(settings: &Settings, notice: &Notice) -> String {
-    let outcome = match notice.event {
-        NotifyOn::Success => "Successful",
-        NotifyOn::Failure => "FAILED",
-    };
-    let what = match notice.activity {
-        Activity::Backup => "Backup",
-        Activity::Verification => "Backup Verification",
-    };
-    format!(
-        "{} {} {what} {outcome} - {}",
-        settings.email_subject_prefix,
-        title(notice.backup_type),
-        timestamp(settings, notice.at)
-    )
-}
-
-/// The mail for a notice, in the reference app's format plus the target and
-/// artifact details.
-pub fn compose(settings: &Settings, notice: &Notice) -> Email {
-    let when = timestamp(settings, notice.at);
-    let mut body = String::new();
-    let mut line = |text: &str| {
-        body.push_str(text);
-        body.push('\n');
-    };
-    match notice.event {
-        NotifyOn::Success => {
-            line(&format!(
-                "{} backup completed successfully.",
-                title(notice.backup_type)
-            ));
-            line("");
-            line(&format!("Timestamp: {when}"));
-            let seconds = notice
-                .run
-                .as_ref()
-                .and_then(|r| r.duration_seconds)
-                .unwrap_or_default();
-            line(&format!("Duration: {:.0} seconds", seconds.round()));
-            line(&format!("Environment: {}", settings.environment));
-            line(&format!("Storage Backend: {}", settings.storage.url));
-            line(&format!("Target: {}", notice.target));
-            if let Some(run) = &notice.run {
-                line(&format!(
-                    "Artifact: {}",
-                    run.artifact.as_deref().unwrap_or_default()
-                ));
-                let size = run.size_bytes.unwrap_or_default().max(0) as u64;
-                line(&format!("Size: {} ({size} bytes)", human_bytes(size)));
-                line(&format!(
-                    "SHA-256: {}",
-                    run.sha256.as_deref().unwrap_or_default()
-                ));
-                line(&format!("Backup Run ID: {}", run.id));
-            }
-        }
-        NotifyOn::Failure => {
-            let verification = notice.activity == Activity::Verification;
-            line(&format!(
-                "⚠️ {} BACKUP{} FAILED ⚠️",
-                title(notice.backup_type).to_uppercase(),
-                if verification { " VERIFICATION" } else { "" }
-            ));
-            line("");
-            line(&format!("Timestamp: {when}"));
-            line(&format!("Environment: {}", settings.environment));
-            line(&format!("Target: {}", notice.target));
-            if let Some(run) = notice.run.as_ref().filter(|_| !verification) {
-                line(&format!("Attempts: {}", run.attempt));
-            }
-            line(&format!("Error: {}", notice.error));
-            line("");
-            line("Please investigate this issue immediately.");
-            match &notice.run {
-                Some(run) if verification => {
-                    line("");
-                    line(&format!("Backup Run ID: {}", run.id));
-                    line(&format!(
-                        "Full details: backup-cli verify --run {} (and the backup-worker log)",
-                        run.id
-                    ));
-                }
-                Some(run) => {
-                    line("");
-                    line(&format!("Backup Run ID: {}", run.id));
-                    line(&format!(
-                        "Full details: backup-cli runs show {} (and the backup-worker log)",
-                        run.id
-                    ));
-                }
-                None => {
-                    line("");
-                    line("Backup Run ID: none (the job failed before a run was recorded)");
-                    line("Full details: the backup-worker log");
-                }
-            }
-        }
-    }
-    line("");
-    // No final newline: lettre ends the data with CRLF itself.
-    body.push_str(FOOTER);
-    Email {
-        subject: subject(settings, notice),
-        body,
-    }
-}
-
-/// The documented JSON body of a `format = "json"` webhook.
-pub fn webhook_json(settings: &Settings, notice: &Notice) -> serde_json::Value {
-    let run = notice.run.as_ref();
-    json!({
-        "event": notice.event,
-        "activity": notice.activity,
-        "summary": subject(settings, notice),
-        "environment": settings.environment,
-        "backup_type": notice.backup_type,
-        "target": notice.target,
-        "status": match notice.event {
-            NotifyOn::Success => "success",
-            NotifyOn::Failure => "failed",
-        },
-        "timestamp": notice.at,
-        "error": (!notice.error.is_empty()).then_some(&notice.error),
-        "storage": settings.storage.url.to_string(),
-        "run": run.map(|r| json!({
-            "id": r.id,
-            "trigger": r.trigger,
-            "attempt": r.attempt,
-            "scheduled_for": r.scheduled_for,
-            "task_id": r.task_id,
-            "worker": r.worker,
-            "started_at": r.started_at,
-            "completed_at": r.completed_at,
-            "duration_seconds": r.duration_seconds,
-            "artifact": r.artifact,
-            "size_bytes": r.size_bytes,
-            "sha256": r.sha256,
-        })),
-        "details": run.map(|r| format!("backup-cli runs show {}", r.id)),
-    })
-}
-
-/// Escapes text for Slack's mrkdwn.
-fn slack_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// The body of a `format = "slack"` webhook: `{"text": ...}`.
-pub fn webhook_slack(settings: &Settings, notice: &Notice) -> serde_json::Value {
-    let icon = match notice.event {
-        NotifyOn::Success => ":white_check_mark:",
-        NotifyOn::Failure => ":rotating_light:",
-    };
-    let mut text = format!(
-        "{icon} *{}*\nTarget: `{}`\nEnvironment: {}",
-        slack_escape(&subject(settings, notice)),
-        slack_escape(&notice.target),
-        slack_escape(&settings.environment)
-    );
-    if let Some(run) = &notice.run {
-        match notice.event {
-            NotifyOn::Success => {
-                let size = run.size_bytes.unwrap_or_default().max(0) as u64;
-                text.push_str(&format!(
-                    "\nDuration: {:.0} seconds\nSize: {}",
-                    run.duration_seconds.unwrap_or_default().round(),
-                    human_bytes(size)
-                ));
-            }
-            NotifyOn::Failure => text.push_str(&format!("\nAttempts: {}", run.attempt)),
-        }
-    }
-    if !notice.error.is_empty() {
-        text.push_str(&format!("\nError: {}", slack_escape(&notice.error)));
-    }
-    if let Some(run) = &notice.run {
-        text.push_str(&format!(
-            "\nBackup Run ID: {} (`backup-cli runs show {}`)",
-            run.id, run.id
-        ));
-    }
-    json!({ "text": text })
-}
-
-/// Why one try of a send failed, and whether another try may help.
-struct SendError {
-    reason: String,
-    retry: bool,
-}
-
 /// Sends notices: holds the settings, an HTTP client, and the retry policy.
 #[derive(Debug, Clone)]
 pub struct Notifier {
     settings: Settings,
     http: reqwest::Client,
-    attempts: u32,
-    backoff: Duration,
+    retry: Retry,
 }
 
 impl Notifier {
@@ -396,15 +80,17 @@ impl Notifier {
         Self {
             settings: settings.clone(),
             http,
-            attempts: settings.retry.notification_attempts.max(1),
-            backoff: Duration::from_secs(settings.retry.notification_backoff_seconds),
+            retry: Retry {
+                attempts: settings.retry.notification_attempts.max(1),
+                backoff: Duration::from_secs(settings.retry.notification_backoff_seconds),
+            },
         }
     }
 
     /// One try per send: for the CLI, whose user is waiting.
     #[must_use]
     pub fn single_try(mut self) -> Self {
-        self.attempts = 1;
+        self.retry.attempts = 1;
         self
     }
 
@@ -515,8 +201,11 @@ impl Notifier {
         }
         let email = compose(settings, notice);
         let result = self
-            .retrying("mail", || async {
-                self.send_mail(smtp, &email).await.map(|_| ())
+            .retry
+            .run("mail", || async {
+                mail::send(smtp, self.recipients(), &email)
+                    .await
+                    .map(|_| ())
             })
             .await;
         count("mail", result.is_ok());
@@ -536,76 +225,6 @@ impl Notifier {
         }
     }
 
-    /// Sends `email` to the recipients once; returns the server's reply.
-    async fn send_mail(&self, smtp: &SmtpSettings, email: &Email) -> Result<String, SendError> {
-        let permanent = |reason: String| SendError {
-            reason,
-            retry: false,
-        };
-        let endpoint = smtp.endpoint().map_err(|e| permanent(e.to_string()))?;
-        let message = self
-            .message(smtp, email)
-            .map_err(|e| permanent(format!("cannot build the message: {e}")))?;
-        let transport = transport(smtp, &endpoint).map_err(permanent)?;
-        let secret = endpoint
-            .credentials
-            .as_ref()
-            .map(|(_, p)| p.expose_secret().to_string())
-            .unwrap_or_default();
-        // lettre's own timeout covers connecting only; bound the dialogue.
-        let limit = Duration::from_secs(smtp.timeout_seconds);
-        let Ok(sent) = tokio::time::timeout(limit, transport.send(message)).await else {
-            return Err(SendError {
-                reason: format!(
-                    "{}: timed out after {} s (smtp.timeout_seconds)",
-                    endpoint_label(&endpoint),
-                    smtp.timeout_seconds
-                ),
-                retry: true,
-            });
-        };
-        match sent {
-            Ok(response) => Ok(format!(
-                "{} {}",
-                response.code(),
-                response.message().collect::<Vec<_>>().join(" ")
-            )),
-            Err(e) => Err(SendError {
-                // 5xx replies (auth refused, recipient rejected) stay so.
-                retry: !e.is_permanent(),
-                reason: redact::text(
-                    &format!("{}: {}", endpoint_label(&endpoint), full_chain(&e)),
-                    &[&secret],
-                ),
-            }),
-        }
-    }
-
-    fn message(&self, smtp: &SmtpSettings, email: &Email) -> Result<Message, String> {
-        let from: Mailbox = smtp.from.to_string().parse().map_err(|e| format!("{e}"))?;
-        let domain = smtp
-            .from
-            .to_string()
-            .rsplit_once('@')
-            .map(|(_, d)| d.to_string())
-            .unwrap_or_else(|| "localhost".into());
-        let mut builder = Message::builder()
-            .from(from)
-            .subject(email.subject.clone())
-            .date_now()
-            .message_id(Some(format!(
-                "<{}@{domain}>",
-                uuid::Uuid::new_v4().simple()
-            )))
-            .header(AutoSubmitted)
-            .header(ContentType::TEXT_PLAIN);
-        for to in self.recipients() {
-            let mailbox: Mailbox = to.to_string().parse().map_err(|e| format!("{to}: {e}"))?;
-            builder = builder.to(mailbox);
-        }
-        builder.body(email.body.clone()).map_err(|e| e.to_string())
-    }
-
     /// Sends a test mail and returns the server's reply, for `backup-cli
     /// notify test`.
     ///
@@ -623,20 +242,10 @@ impl Notifier {
             return Err("no recipients: set notification_emails or admins".into());
         }
         let endpoint = smtp.endpoint().map_err(|e| e.to_string())?;
-        let email = Email {
-            subject: format!(
-                "{} Test notification - {}",
-                settings.email_subject_prefix,
-                timestamp(settings, Utc::now())
-            ),
-            body: format!(
-                "This is a test of the backup notifications.\n\nEnvironment: {}\nStorage \
-                 Backend: {}\nSent through: {endpoint}\n\nIf you can read this, success and \
-                 failure mails will reach you.\n\n{FOOTER}",
-                settings.environment, settings.storage.url
-            ),
-        };
-        let reply = self.send_mail(smtp, &email).await.map_err(|e| e.reason)?;
+        let email = test_email(settings, &endpoint, Utc::now());
+        let reply = mail::send(smtp, self.recipients(), &email)
+            .await
+            .map_err(|e| e.reason)?;
         Ok(MailTest {
             server: endpoint.to_string(),
             recipients: self.recipients().iter().map(ToString::to_string).collect(),
@@ -658,8 +267,7 @@ impl Notifier {
         };
         let mut results = Vec::new();
         for hook in &self.settings.webhooks {
-            let result = self
-                .post(hook, &notice)
+            let result = webhook::post(&self.http, &self.settings, hook, &notice)
                 .await
                 .map(|status| format!("HTTP {status}"))
                 .map_err(|e| e.reason);
@@ -677,8 +285,11 @@ impl Notifier {
         for hook in due {
             let shown = redact::endpoint(hook.url.expose_secret());
             let result = self
-                .retrying("webhook", || async {
-                    self.post(hook, notice).await.map(|_| ())
+                .retry
+                .run("webhook", || async {
+                    webhook::post(&self.http, &self.settings, hook, notice)
+                        .await
+                        .map(|_| ())
                 })
                 .await;
             count("webhook", result.is_ok());
@@ -691,33 +302,17 @@ impl Notifier {
         }
     }
 
-    /// Posts `notice` to one webhook once; returns the HTTP status.
-    async fn post(&self, hook: &WebhookSettings, notice: &Notice) -> Result<u16, SendError> {
-        let body = match hook.format {
-            WebhookFormat::Json => webhook_json(&self.settings, notice),
-            WebhookFormat::Slack => webhook_slack(&self.settings, notice),
-        };
-        let request = self
-            .http
-            .post(hook.url.expose_secret())
-            .timeout(Duration::from_secs(hook.timeout_seconds))
-            .json(&body);
-        http_result(request.send().await)
-    }
-
     async fn ping(&self, backup_type: BackupType, suffix: &str) {
         let url = match backup_type {
             BackupType::Database => &self.settings.database_backup.ping_url,
             BackupType::Media => &self.settings.media_backup.ping_url,
         };
         let Some(url) = url else { return };
-        let base = url.expose_secret().trim_end_matches('/');
-        let target = format!("{base}{suffix}");
+        let target = ping::url(url.expose_secret(), suffix);
         let shown = redact::endpoint(&target);
         let result = self
-            .retrying("ping", || async {
-                http_result(self.http.get(&target).timeout(PING_TIMEOUT).send().await).map(|_| ())
-            })
+            .retry
+            .run("ping", || ping::ping(&self.http, &target))
             .await;
         count("ping", result.is_ok());
         match result {
@@ -727,35 +322,6 @@ impl Notifier {
             }
         }
     }
-
-    /// Runs `send` until it succeeds, fails for good, or has been tried
-    /// `attempts` times, waiting `backoff` (doubling) in between.
-    async fn retrying<F, Fut>(&self, what: &str, mut send: F) -> Result<(), String>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<(), SendError>>,
-    {
-        let mut attempt = 1;
-        loop {
-            match send().await {
-                Ok(()) => return Ok(()),
-                Err(e) if !e.retry || attempt >= self.attempts => return Err(e.reason),
-                Err(e) => {
-                    let wait = self.backoff * (1 << (attempt - 1).min(10));
-                    tracing::warn!(what, attempt, retry_in_seconds = wait.as_secs(), error = %e.reason, "notification failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-            }
-        }
-    }
-}
-
-/// Counts a notification in `backup_notifications_total{channel, outcome}`.
-fn count(channel: &'static str, sent: bool) {
-    let outcome = if sent { "sent" } else { "failed" };
-    metrics::counter!("backup_notifications_total", "channel" => channel, "outcome" => outcome)
-        .increment(1);
 }
 
 /// What `notify test` reports of a test mail.
@@ -769,236 +335,18 @@ pub struct MailTest {
     pub reply: String,
 }
 
-/// An HTTP response as a send result: 2xx is success; 408, 429 and 5xx are
-/// worth another try, other statuses are not. Errors never show the URL.
-fn http_result(response: Result<reqwest::Response, reqwest::Error>) -> Result<u16, SendError> {
-    match response {
-        Ok(r) if r.status().is_success() => Ok(r.status().as_u16()),
-        Ok(r) => {
-            let status = r.status();
-            Err(SendError {
-                reason: format!("HTTP {status}"),
-                retry: status.is_server_error()
-                    || status == reqwest::StatusCode::REQUEST_TIMEOUT
-                    || status == reqwest::StatusCode::TOO_MANY_REQUESTS,
-            })
-        }
-        Err(e) => Err(SendError {
-            reason: full_chain(&e.without_url()),
-            retry: true,
-        }),
-    }
-}
-
-/// An error and its sources on one line.
-fn full_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    crate::backup::one_line(&text)
-}
-
-fn endpoint_label(endpoint: &SmtpEndpoint) -> String {
-    format!("{}:{}", endpoint.host, endpoint.port)
-}
-
-/// The lettre transport for `[smtp]`, TLS as configured.
-fn transport(
-    smtp: &SmtpSettings,
-    endpoint: &SmtpEndpoint,
-) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
-    let tls = || -> Result<TlsParameters, String> {
-        let mut builder = TlsParameters::builder(endpoint.host.clone());
-        if let Some(ca) = &smtp.ca_file {
-            let pem =
-                std::fs::read(ca).map_err(|e| format!("smtp.ca_file {}: {e}", ca.display()))?;
-            let cert = Certificate::from_pem(&pem)
-                .map_err(|e| format!("smtp.ca_file {}: {e}", ca.display()))?;
-            builder = builder.add_root_certificate(cert);
-        }
-        builder
-            .build_rustls()
-            .map_err(|e| format!("TLS set-up: {e}"))
-    };
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&endpoint.host)
-        .port(endpoint.port)
-        .timeout(Some(Duration::from_secs(smtp.timeout_seconds)))
-        .hello_name(hello_name())
-        .tls(match endpoint.security {
-            SmtpSecurity::Implicit => Tls::Wrapper(tls()?),
-            SmtpSecurity::StartTls => Tls::Required(tls()?),
-            SmtpSecurity::Opportunistic => Tls::Opportunistic(tls()?),
-            SmtpSecurity::Plain => Tls::None,
-        });
-    if let Some((user, password)) = &endpoint.credentials {
-        builder = builder.credentials(Credentials::new(
-            user.clone(),
-            password.expose_secret().to_string(),
-        ));
-    }
-    Ok(builder.build())
-}
-
-/// This host's name for EHLO, when it is a usable domain name.
-fn hello_name() -> ClientId {
-    let host = gethostname::gethostname().to_string_lossy().into_owned();
-    let usable = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-    ClientId::Domain(if usable { host } else { "localhost".into() })
-}
-
-/// `Auto-Submitted: auto-generated` (RFC 3834): tells mail servers and
-/// vacation responders that a program sent this.
-#[derive(Debug, Clone, Copy)]
-struct AutoSubmitted;
-
-impl Header for AutoSubmitted {
-    fn name() -> HeaderName {
-        HeaderName::new_from_ascii_str("Auto-Submitted")
-    }
-
-    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(Self)
-    }
-
-    fn display(&self) -> HeaderValue {
-        HeaderValue::new(Self::name(), "auto-generated".to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::history::Trigger;
 
     fn settings(extra: &str) -> Settings {
         crate::config::from_toml(
-            &format!(
-                "environment = \"prod\"\ntimezone = \"Europe/Rome\"\n{extra}\n\
-                 [storage]\nurl = \"s3://bucket/nightly\"\n"
-            ),
+            &format!("{extra}\n[storage]\nurl = \"s3://bucket/nightly\"\n"),
             Path::new("/etc/backup"),
         )
         .expect("settings")
-    }
-
-    fn run(status: RunStatus) -> BackupRun {
-        let started: DateTime<Utc> = "2026-11-26T01:00:00Z".parse().expect("time");
-        let success = status == RunStatus::Success;
-        BackupRun {
-            id: 123,
-            backup_type: BackupType::Database,
-            target: "shop".into(),
-            status,
-            trigger: Trigger::Schedule,
-            scheduled_for: Some(started),
-            task_id: Some("t1".into()),
-            attempt: 3,
-            worker: "host:1".into(),
-            started_at: started,
-            completed_at: Some(started + chrono::TimeDelta::milliseconds(45_400)),
-            duration_seconds: Some(45.4),
-            error_message: if success {
-                String::new()
-            } else {
-                "pg_dump: connection refused".into()
-            },
-            artifact: success.then(|| "database/shop/x.dump.zst".into()),
-            size_bytes: success.then_some(1_572_864),
-            sha256: success.then(|| "ab".repeat(32)),
-            notification: None,
-            verified_at: None,
-            verify_result: None,
-        }
-    }
-
-    #[test]
-    fn success_mail_matches_the_reference_format() {
-        let s = settings("");
-        let mail = compose(&s, &Notice::for_run(&run(RunStatus::Success)));
-        // Completion time, in the configured timezone (UTC+1 in November).
-        assert_eq!(
-            mail.subject,
-            "[Backup] Database Backup Successful - 2026-11-26 02:00:45"
-        );
-        let expected = format!(
-            "Database backup completed successfully.\n\n\
-             Timestamp: 2026-11-26 02:00:45\n\
-             Duration: 45 seconds\n\
-             Environment: prod\n\
-             Storage Backend: s3://bucket/nightly\n\
-             Target: shop\n\
-             Artifact: database/shop/x.dump.zst\n\
-             Size: 1.5 MiB (1572864 bytes)\n\
-             SHA-256: {}\n\
-             Backup Run ID: 123\n\n{FOOTER}",
-            "ab".repeat(32)
-        );
-        assert_eq!(mail.body, expected);
-    }
-
-    #[test]
-    fn failure_mail_matches_the_reference_format() {
-        let s = settings("email_subject_prefix = \"[Prod DB]\"");
-        let mut notice = Notice::for_run(&run(RunStatus::Failed));
-        notice.backup_type = BackupType::Media;
-        let mail = compose(&s, &notice);
-        // Start time on failure.
-        assert_eq!(
-            mail.subject,
-            "[Prod DB] Media Backup FAILED - 2026-11-26 02:00:00"
-        );
-        let expected = format!(
-            "⚠️ MEDIA BACKUP FAILED ⚠️\n\n\
-             Timestamp: 2026-11-26 02:00:00\n\
-             Environment: prod\n\
-             Target: shop\n\
-             Attempts: 3\n\
-             Error: pg_dump: connection refused\n\n\
-             Please investigate this issue immediately.\n\n\
-             Backup Run ID: 123\n\
-             Full details: backup-cli runs show 123 (and the backup-worker log)\n\n{FOOTER}"
-        );
-        assert_eq!(mail.body, expected);
-    }
-
-    #[test]
-    fn webhook_bodies_carry_the_event_and_escape_slack_markup() {
-        let s = settings("");
-        let mut failed = run(RunStatus::Failed);
-        failed.error_message = "table <users> & friends".into();
-        let notice = Notice::for_run(&failed);
-        let body = webhook_json(&s, &notice);
-        assert_eq!(body["event"], "failure");
-        assert_eq!(body["status"], "failed");
-        assert_eq!(body["environment"], "prod");
-        assert_eq!(body["run"]["id"], 123);
-        assert_eq!(body["run"]["attempt"], 3);
-        assert_eq!(body["error"], "table <users> & friends");
-        assert_eq!(body["details"], "backup-cli runs show 123");
-        let slack = webhook_slack(&s, &notice);
-        let text = slack["text"].as_str().expect("text");
-        assert!(
-            text.starts_with(
-                ":rotating_light: *[Backup] Database Backup FAILED - 2026-11-26 02:00:00*"
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains("Error: table &lt;users&gt; &amp; friends"),
-            "{text}"
-        );
     }
 
     #[test]

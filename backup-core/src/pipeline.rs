@@ -2,7 +2,7 @@
 //!
 //! The source and the compressor run on one blocking thread (both are
 //! synchronous and CPU-bound; zstd compresses on its own worker threads).
-//! Compressed bytes leave it in fixed [`CHUNK`]-sized pieces over a small
+//! Compressed bytes leave it in fixed 1 MiB pieces over a small
 //! bounded channel; each piece is handed to the storage writer and, at the
 //! same time, to a hashing thread, so sha256 costs no time on the path the
 //! dump waits on. Memory stays bounded by the channels and the compressor's
@@ -21,7 +21,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::{
-    Error, compress::Compressor, config::CompressionSettings, engine::EngineError,
+    Error,
+    compress::Compressor,
+    config::CompressionSettings,
+    engine::source::{EngineError, Producer},
     storage::ArtifactWriter,
 };
 
@@ -56,10 +59,6 @@ pub struct Written {
     /// Bytes the source produced before compression.
     pub source_bytes: u64,
 }
-
-/// Writes the whole source into the writer it is given. Runs on a blocking
-/// thread; returns what the source wants to report (file counts, warnings).
-pub type Producer<T> = Box<dyn FnOnce(&mut dyn Write) -> Result<T, EngineError> + Send>;
 
 /// Streams `producer`'s output through compression and hashing into `writer`.
 ///

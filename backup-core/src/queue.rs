@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::{
     config::QueueSettings,
-    history::{BackupType, RunStatus},
+    model::{BackupType, RunStatus},
     redact,
 };
 

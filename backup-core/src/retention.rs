@@ -44,7 +44,7 @@ pub async fn apply(storage: &Storage, plan: &Plan) -> Result<Vec<String>, Storag
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::BackupType;
+    use crate::model::BackupType;
     use chrono::{Duration, TimeZone, Utc};
 
     fn manifest(run_id: i64, hours: i64) -> Manifest {

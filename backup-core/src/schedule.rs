@@ -1,605 +1,65 @@
-//! Cron expressions with standard `cron(8)` semantics and their fire times
-//! in a timezone, and the backup schedules derived from the config: the pure
-//! plan that `schedules setup` and `schedules remove` apply.
+//! Schedules: cron expressions and their fire times ([`cron`]), the
+//! schedules the config asks for and the plan that reconciles the stored
+//! ones with them ([`plan`](mod@plan)), and `schedules setup` / `remove`, which read
+//! the stored schedules, plan, and apply unless it is a dry run.
 
-use std::{fmt, str::FromStr};
+pub mod cron;
+pub mod plan;
 
-use crate::{
-    config::{ConfigError, Settings, Timezone},
-    history::BackupType,
+use chrono::{DateTime, Utc};
+
+pub use self::{
+    cron::{CronError, CronSchedule},
+    plan::{Action, Plan, Schedule, StoredSchedule, desired, plan, removal},
 };
-use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
-use croner::{
-    Cron,
-    parser::{CronParser, Seconds, Year},
-};
+use crate::{Error, config::Settings, history::History};
 
-/// A validated cron expression: 5 fields (`minute hour dom month dow`), a
-/// 6-field form with a leading seconds field, or `@hourly`/`@daily`/
-/// `@weekly`/`@monthly`/`@yearly`.
-///
-/// Day-of-month and day-of-week combine with OR when both are restricted,
-/// as `cron(8)` and croniter read them; `0` and `7` are both Sunday.
-#[derive(Clone, serde::Deserialize, serde::Serialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct CronSchedule {
-    source: String,
-    cron: Cron,
-}
-
-/// Why a cron expression was rejected.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "invalid cron expression {expr:?}: {reason}; expected 5 fields \
-     \"minute hour day-of-month month day-of-week\" (e.g. \"0 2 * * *\") or @daily/@weekly/..."
-)]
-pub struct CronError {
-    expr: String,
-    reason: String,
-}
-
-impl CronSchedule {
-    /// The expression as the user wrote it.
-    pub fn as_str(&self) -> &str {
-        &self.source
-    }
-
-    /// The first fire time strictly after `after`, in the IANA zone `tz`.
-    ///
-    /// Matching is on wall-clock time in `tz`, as `cron(8)` does it:
-    /// - a wall time that a spring-forward skips fires once, right after the
-    ///   gap (several skipped times collapse into that one fire);
-    /// - a wall time that a fall-back repeats fires once, in its first
-    ///   occurrence (interval schedules do not run the repeated hour twice).
-    ///
-    /// `None` only when the expression can never match again.
-    pub fn next_after<Z: TimeZone>(&self, tz: &Z, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let mut wall = after.with_timezone(tz).naive_local();
-        // Each step moves `wall` forward; the bound covers a per-second
-        // schedule crossing a repeated hour (3600 skipped wall times).
-        for _ in 0..10_000 {
-            let next = self
-                .cron
-                .find_next_occurrence(&Utc.from_utc_datetime(&wall), false)
-                .ok()?
-                .naive_utc();
-            let fire = match tz.from_local_datetime(&next) {
-                LocalResult::Single(t) => t.with_timezone(&Utc),
-                // The first copy of a repeated wall time; the second never fires.
-                LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
-                LocalResult::None => gap_end(tz, next)?,
-            };
-            if fire > after {
-                return Some(fire);
-            }
-            wall = next;
-        }
-        None
-    }
-
-    /// Fire times in `(after, until]`, oldest first.
-    pub fn fires_between<Z: TimeZone>(
-        &self,
-        tz: &Z,
-        after: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Vec<DateTime<Utc>> {
-        let mut fires = Vec::new();
-        let mut cursor = after;
-        while let Some(next) = self.next_after(tz, cursor).filter(|t| *t <= until) {
-            fires.push(next);
-            cursor = next;
-        }
-        fires
-    }
-
-    /// The next `count` fire times after `after`.
-    pub fn upcoming<Z: TimeZone>(
-        &self,
-        tz: &Z,
-        after: DateTime<Utc>,
-        count: usize,
-    ) -> Vec<DateTime<Utc>> {
-        let mut fires = Vec::with_capacity(count);
-        let mut cursor = after;
-        while fires.len() < count {
-            let Some(next) = self.next_after(tz, cursor) else {
-                break;
-            };
-            fires.push(next);
-            cursor = next;
-        }
-        fires
-    }
-}
-
-/// A backup schedule: what fires when. Stored in history
-/// (`backup_schedules`) by `schedules setup`, read by every worker.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Schedule {
-    /// Unique name (`database`, `media`).
-    pub name: String,
-    /// What it backs up.
-    pub backup_type: BackupType,
-    /// The targets each fire backs up, one job per target.
-    pub targets: Vec<String>,
-    /// When.
-    pub cron: CronSchedule,
-    /// The IANA zone `cron` is read in.
-    pub timezone: Timezone,
-    /// Whether workers fire it.
-    pub enabled: bool,
-}
-
-impl Schedule {
-    /// The next `count` fire times after `after`.
-    pub fn upcoming(&self, after: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
-        self.cron.upcoming(&self.timezone.0, after, count)
-    }
-}
-
-/// A schedule as stored, with its bookkeeping.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct StoredSchedule {
-    /// The schedule.
-    #[serde(flatten)]
-    pub schedule: Schedule,
-    /// The newest fire time that was enqueued.
-    pub last_fire_at: Option<DateTime<Utc>>,
-    /// When `schedules setup` created it.
-    pub created_at: DateTime<Utc>,
-    /// When it last changed; fire times before this are never caught up.
-    pub updated_at: DateTime<Utc>,
-}
-
-/// The schedules the config asks for: one per enabled backup type that has
-/// targets.
+/// `schedules setup`: the plan that makes the stored schedules match the
+/// config, applied at `now` unless `dry_run`. A dry run never creates,
+/// migrates or writes the history database.
 ///
 /// # Errors
 ///
-/// When `enabled = false`: then there must be no schedules, and `schedules
-/// remove` is the command that says so.
-pub fn desired(settings: &Settings) -> Result<Vec<Schedule>, ConfigError> {
-    if !settings.enabled {
-        return Err(ConfigError::Invalid(
-            "scheduled backups are switched off (enabled = false); set enabled = true, \
-             or run `backup-cli schedules remove` to delete the stored schedules"
-                .into(),
-        ));
+/// When the config asks for no schedules at all (`enabled = false`), or
+/// history cannot be read or written.
+pub async fn setup(settings: &Settings, dry_run: bool, now: DateTime<Utc>) -> Result<Plan, Error> {
+    let wanted = desired(settings)?;
+    let (history, stored) = stored(settings, dry_run).await?;
+    let plan = plan::plan(&wanted, &stored);
+    if let Some(history) = history.filter(|_| !dry_run) {
+        history.apply_schedules(&plan, now).await?;
     }
-    let mut schedules = Vec::new();
-    let db = &settings.database_backup;
-    if db.enabled && !db.databases.is_empty() {
-        schedules.push(Schedule {
-            name: "database".into(),
-            backup_type: BackupType::Database,
-            targets: db.databases.iter().map(|d| d.name.clone()).collect(),
-            cron: db.schedule.clone(),
-            timezone: settings.timezone,
-            enabled: true,
-        });
-    }
-    let media = &settings.media_backup;
-    if media.enabled && !media.paths.is_empty() {
-        schedules.push(Schedule {
-            name: "media".into(),
-            backup_type: BackupType::Media,
-            targets: media.paths.iter().map(|m| m.name.clone()).collect(),
-            cron: media.schedule.clone(),
-            timezone: settings.timezone,
-            enabled: true,
-        });
-    }
-    Ok(schedules)
+    Ok(plan)
 }
 
-/// What a plan does to one schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Not stored yet: insert it.
-    Create,
-    /// Stored with other settings: update it.
-    Update,
-    /// Stored but no longer wanted: delete it.
-    Delete,
-    /// Stored as wanted: leave it.
-    Unchanged,
+/// `schedules remove`: the plan that deletes every stored schedule, applied
+/// at `now` unless `dry_run`.
+///
+/// # Errors
+///
+/// When history cannot be read or written.
+pub async fn remove(settings: &Settings, dry_run: bool, now: DateTime<Utc>) -> Result<Plan, Error> {
+    let (history, stored) = stored(settings, dry_run).await?;
+    let plan = removal(&stored);
+    if let Some(history) = history.filter(|_| !dry_run && !plan.items.is_empty()) {
+        history.apply_schedules(&plan, now).await?;
+    }
+    Ok(plan)
 }
 
-impl Action {
-    /// The past-tense word printed for it.
-    pub fn done(self) -> &'static str {
-        match self {
-            Action::Create => "created",
-            Action::Update => "updated",
-            Action::Delete => "deleted",
-            Action::Unchanged => "unchanged",
-        }
-    }
-
-    /// The word printed for it in a dry run.
-    pub fn would(self) -> &'static str {
-        match self {
-            Action::Create => "create",
-            Action::Update => "update",
-            Action::Delete => "delete",
-            Action::Unchanged => "leave unchanged",
-        }
-    }
-}
-
-/// A reconciliation of stored schedules with the wanted ones.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Plan {
-    /// One entry per schedule, wanted ones first, then deletions.
-    pub items: Vec<(Action, Schedule)>,
-}
-
-impl Plan {
-    /// How many entries have this action.
-    pub fn count(&self, action: Action) -> usize {
-        self.items.iter().filter(|(a, _)| *a == action).count()
-    }
-
-    /// `N created, N updated, N deleted, N unchanged`.
-    pub fn summary(&self) -> String {
-        format!(
-            "{} created, {} updated, {} deleted, {} unchanged",
-            self.count(Action::Create),
-            self.count(Action::Update),
-            self.count(Action::Delete),
-            self.count(Action::Unchanged)
-        )
-    }
-}
-
-/// Decides how to turn `stored` into `wanted`, without touching anything.
-pub fn plan(wanted: &[Schedule], stored: &[StoredSchedule]) -> Plan {
-    let mut items = Vec::new();
-    for schedule in wanted {
-        let action = match stored.iter().find(|s| s.schedule.name == schedule.name) {
-            None => Action::Create,
-            Some(s) if s.schedule == *schedule => Action::Unchanged,
-            Some(_) => Action::Update,
-        };
-        items.push((action, schedule.clone()));
-    }
-    for s in stored {
-        if !wanted.iter().any(|w| w.name == s.schedule.name) {
-            items.push((Action::Delete, s.schedule.clone()));
-        }
-    }
-    Plan { items }
-}
-
-/// The plan of `schedules remove`: delete every stored schedule.
-pub fn removal(stored: &[StoredSchedule]) -> Plan {
-    Plan {
-        items: stored
-            .iter()
-            .map(|s| (Action::Delete, s.schedule.clone()))
-            .collect(),
-    }
-}
-
-/// The first instant after the spring-forward gap that swallowed `missing`.
-fn gap_end<Z: TimeZone>(tz: &Z, missing: NaiveDateTime) -> Option<DateTime<Utc>> {
-    let mut wall = missing.with_second(0)?.with_nanosecond(0)?;
-    // Gaps are whole minutes and at most a few hours long.
-    for _ in 0..(24 * 60) {
-        wall += TimeDelta::minutes(1);
-        match tz.from_local_datetime(&wall) {
-            LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => {
-                return Some(t.with_timezone(&Utc));
-            }
-            LocalResult::None => {}
-        }
-    }
-    None
-}
-
-impl FromStr for CronSchedule {
-    type Err = CronError;
-
-    fn from_str(expr: &str) -> Result<Self, Self::Err> {
-        let trimmed = expr.trim();
-        let fields = trimmed.split_whitespace().count();
-        let err = |reason: String| CronError {
-            expr: expr.to_string(),
-            reason,
-        };
-        if !trimmed.starts_with('@') && !(5..=6).contains(&fields) {
-            return Err(err(format!("it has {fields} fields")));
-        }
-        let parser = CronParser::builder()
-            .seconds(Seconds::Optional)
-            .year(Year::Disallowed)
-            .dom_and_dow(false)
-            .build();
-        // cron(8) knows @midnight; croner only its synonym.
-        let pattern = match trimmed {
-            "@midnight" => "@daily",
-            "@reboot" => return Err(err("@reboot has no fire times; use a schedule".into())),
-            other => other,
-        };
-        let cron = parser.parse(pattern).map_err(|e| err(e.to_string()))?;
-        Ok(Self {
-            source: trimmed.to_string(),
-            cron,
-        })
-    }
-}
-
-impl TryFrom<String> for CronSchedule {
-    type Error = CronError;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        value.parse()
-    }
-}
-
-impl From<CronSchedule> for String {
-    fn from(value: CronSchedule) -> Self {
-        value.source
-    }
-}
-
-impl fmt::Debug for CronSchedule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("CronSchedule").field(&self.source).finish()
-    }
-}
-
-impl PartialEq for CronSchedule {
-    fn eq(&self, other: &Self) -> bool {
-        self.source == other.source
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use chrono::{DateTime, SecondsFormat};
-
-    use super::*;
-
-    /// The next `want.len()` fire times of `expr` in `zone` after the local
-    /// RFC 3339 time `after`, as local RFC 3339 strings.
-    fn check(expr: &str, zone: &str, after: &str, want: &[&str]) {
-        let tz: chrono_tz::Tz = zone.parse().expect("zone");
-        let after = DateTime::parse_from_rfc3339(after)
-            .expect("after")
-            .with_timezone(&Utc);
-        let got: Vec<String> = expr
-            .parse::<CronSchedule>()
-            .expect("expr")
-            .upcoming(&tz, after, want.len())
-            .into_iter()
-            .map(|t| {
-                t.with_timezone(&tz)
-                    .to_rfc3339_opts(SecondsFormat::Secs, false)
-            })
-            .collect();
-        assert_eq!(got, want, "{expr} in {zone} after {after}");
-    }
-
-    #[test]
-    fn standard_cron_semantics() {
-        let after = "2026-11-26T12:40:00+00:00"; // a Thursday
-        #[rustfmt::skip]
-        let table: &[(&str, [&str; 3])] = &[
-            ("0 2 * * *", ["2026-11-27T02:00:00+00:00", "2026-11-28T02:00:00+00:00", "2026-11-29T02:00:00+00:00"]),
-            // 0 and 7 are both Sunday; names work.
-            ("0 3 * * 0", ["2026-11-29T03:00:00+00:00", "2026-12-06T03:00:00+00:00", "2026-12-13T03:00:00+00:00"]),
-            ("0 3 * * 7", ["2026-11-29T03:00:00+00:00", "2026-12-06T03:00:00+00:00", "2026-12-13T03:00:00+00:00"]),
-            ("0 3 * * sun", ["2026-11-29T03:00:00+00:00", "2026-12-06T03:00:00+00:00", "2026-12-13T03:00:00+00:00"]),
-            // 1-5 is Monday to Friday (cron 0.17 would read Sunday to Thursday).
-            ("0 2 * * 1-5", ["2026-11-27T02:00:00+00:00", "2026-11-30T02:00:00+00:00", "2026-12-01T02:00:00+00:00"]),
-            ("0 2 * * mon-fri", ["2026-11-27T02:00:00+00:00", "2026-11-30T02:00:00+00:00", "2026-12-01T02:00:00+00:00"]),
-            // Day-of-month OR day-of-week when both are restricted.
-            ("30 4 1,15 * 5", ["2026-11-27T04:30:00+00:00", "2026-12-01T04:30:00+00:00", "2026-12-04T04:30:00+00:00"]),
-            ("@hourly", ["2026-11-26T13:00:00+00:00", "2026-11-26T14:00:00+00:00", "2026-11-26T15:00:00+00:00"]),
-            ("@daily", ["2026-11-27T00:00:00+00:00", "2026-11-28T00:00:00+00:00", "2026-11-29T00:00:00+00:00"]),
-            ("@midnight", ["2026-11-27T00:00:00+00:00", "2026-11-28T00:00:00+00:00", "2026-11-29T00:00:00+00:00"]),
-            ("@weekly", ["2026-11-29T00:00:00+00:00", "2026-12-06T00:00:00+00:00", "2026-12-13T00:00:00+00:00"]),
-            ("@monthly", ["2026-12-01T00:00:00+00:00", "2027-01-01T00:00:00+00:00", "2027-02-01T00:00:00+00:00"]),
-            ("@yearly", ["2027-01-01T00:00:00+00:00", "2028-01-01T00:00:00+00:00", "2029-01-01T00:00:00+00:00"]),
-            ("@annually", ["2027-01-01T00:00:00+00:00", "2028-01-01T00:00:00+00:00", "2029-01-01T00:00:00+00:00"]),
-            ("*/15 9-17 * * mon-fri", ["2026-11-26T12:45:00+00:00", "2026-11-26T13:00:00+00:00", "2026-11-26T13:15:00+00:00"]),
-            ("0 0 * jan,jul *", ["2027-01-01T00:00:00+00:00", "2027-01-02T00:00:00+00:00", "2027-01-03T00:00:00+00:00"]),
-            ("0 12 29 2 *", ["2028-02-29T12:00:00+00:00", "2032-02-29T12:00:00+00:00", "2036-02-29T12:00:00+00:00"]),
-            ("0 0 31 * *", ["2026-12-31T00:00:00+00:00", "2027-01-31T00:00:00+00:00", "2027-03-31T00:00:00+00:00"]),
-            ("5,35 */6 * * *", ["2026-11-26T18:05:00+00:00", "2026-11-26T18:35:00+00:00", "2026-11-27T00:05:00+00:00"]),
-            ("0 22 * * 1,3-5", ["2026-11-26T22:00:00+00:00", "2026-11-27T22:00:00+00:00", "2026-11-30T22:00:00+00:00"]),
-            // Six fields: a leading seconds field.
-            ("*/20 * * * * *", ["2026-11-26T12:40:20+00:00", "2026-11-26T12:40:40+00:00", "2026-11-26T12:41:00+00:00"]),
-        ];
-        for (expr, want) in table {
-            check(expr, "UTC", after, want);
-        }
-    }
-
-    #[test]
-    fn fires_in_the_schedules_timezone() {
-        check(
-            "0 2 * * *",
-            "Asia/Tokyo",
-            "2026-11-26T12:40:00+00:00",
-            &["2026-11-27T02:00:00+09:00", "2026-11-28T02:00:00+09:00"],
-        );
-        check(
-            "0 2 * * *",
-            "America/Los_Angeles",
-            "2026-11-26T12:40:00+00:00",
-            &["2026-11-27T02:00:00-08:00", "2026-11-28T02:00:00-08:00"],
-        );
-    }
-
-    #[test]
-    fn spring_forward_fires_once_right_after_the_gap() {
-        #[rustfmt::skip]
-        let table: &[(&str, &str, &str, &[&str])] = &[
-            ("30 2 * * *", "Europe/Rome", "2026-03-28T12:00:00+01:00",
-                &["2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00", "2026-03-31T02:30:00+02:00"]),
-            ("0 2 * * *", "Europe/Rome", "2026-03-28T12:00:00+01:00",
-                &["2026-03-29T03:00:00+02:00", "2026-03-30T02:00:00+02:00"]),
-            ("0 3 * * *", "Europe/Rome", "2026-03-28T12:00:00+01:00",
-                &["2026-03-29T03:00:00+02:00", "2026-03-30T03:00:00+02:00"]),
-            // Four skipped times collapse into one fire at the end of the gap.
-            ("*/15 * * * *", "Europe/Rome", "2026-03-29T01:40:00+01:00",
-                &["2026-03-29T01:45:00+01:00", "2026-03-29T03:00:00+02:00", "2026-03-29T03:15:00+02:00"]),
-            ("30 2 * * *", "America/New_York", "2026-03-07T12:00:00-05:00",
-                &["2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00"]),
-            ("15 2 * * *", "Australia/Sydney", "2026-10-03T12:00:00+10:00",
-                &["2026-10-04T03:00:00+11:00", "2026-10-05T02:15:00+11:00"]),
-            // Lord Howe moves by half an hour.
-            ("*/10 * * * *", "Australia/Lord_Howe", "2026-10-04T01:45:00+10:30",
-                &["2026-10-04T01:50:00+10:30", "2026-10-04T02:30:00+11:00", "2026-10-04T02:40:00+11:00"]),
-        ];
-        for (expr, zone, after, want) in table {
-            check(expr, zone, after, want);
-        }
-    }
-
-    #[test]
-    fn fall_back_fires_a_repeated_time_once() {
-        #[rustfmt::skip]
-        let table: &[(&str, &str, &str, &[&str])] = &[
-            ("30 2 * * *", "Europe/Rome", "2026-10-24T12:00:00+02:00",
-                &["2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00", "2026-10-27T02:30:00+01:00"]),
-            ("*/30 * * * *", "Europe/Rome", "2026-10-25T01:45:00+02:00",
-                &["2026-10-25T02:00:00+02:00", "2026-10-25T02:30:00+02:00", "2026-10-25T03:00:00+01:00", "2026-10-25T03:30:00+01:00"]),
-            // Starting inside the second copy of the hour: nothing until it ends.
-            ("*/30 * * * *", "Europe/Rome", "2026-10-25T02:10:00+01:00",
-                &["2026-10-25T03:00:00+01:00", "2026-10-25T03:30:00+01:00"]),
-            ("0 * * * *", "Europe/Rome", "2026-10-25T00:30:00+02:00",
-                &["2026-10-25T01:00:00+02:00", "2026-10-25T02:00:00+02:00", "2026-10-25T03:00:00+01:00", "2026-10-25T04:00:00+01:00"]),
-            ("30 1 * * *", "America/New_York", "2026-10-31T12:00:00-04:00",
-                &["2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00"]),
-            ("15 2 * * *", "Australia/Sydney", "2026-04-04T12:00:00+11:00",
-                &["2026-04-05T02:15:00+11:00", "2026-04-06T02:15:00+10:00"]),
-            ("*/10 * * * *", "Australia/Lord_Howe", "2026-04-05T01:25:00+11:00",
-                &["2026-04-05T01:30:00+11:00", "2026-04-05T01:40:00+11:00", "2026-04-05T01:50:00+11:00",
-                  "2026-04-05T02:00:00+10:30", "2026-04-05T02:10:00+10:30"]),
-        ];
-        for (expr, zone, after, want) in table {
-            check(expr, zone, after, want);
-        }
-    }
-
-    fn wanted(name: &str, cron: &str, targets: &[&str]) -> Schedule {
-        Schedule {
-            name: name.into(),
-            backup_type: if name == "media" {
-                BackupType::Media
-            } else {
-                BackupType::Database
-            },
-            targets: targets.iter().map(|t| t.to_string()).collect(),
-            cron: cron.parse().expect("cron"),
-            timezone: Timezone(chrono_tz::UTC),
-            enabled: true,
-        }
-    }
-
-    fn stored(s: Schedule) -> StoredSchedule {
-        let t = Utc::now();
-        StoredSchedule {
-            schedule: s,
-            last_fire_at: None,
-            created_at: t,
-            updated_at: t,
-        }
-    }
-
-    #[test]
-    fn plan_creates_updates_deletes_and_leaves_alone() {
-        let stored = [
-            stored(wanted("database", "0 2 * * *", &["app"])),
-            stored(wanted("media", "0 3 * * 0", &["uploads"])),
-            stored(wanted("old", "0 1 * * *", &["x"])),
-        ];
-        let desired = [
-            wanted("database", "0 2 * * *", &["app"]),
-            wanted("media", "0 4 * * 0", &["uploads"]),
-            wanted("fresh", "0 5 * * *", &["y"]),
-        ];
-        let plan = plan(&desired, &stored);
-        let actions: Vec<_> = plan
-            .items
-            .iter()
-            .map(|(a, s)| (*a, s.name.as_str()))
-            .collect();
-        assert_eq!(
-            actions,
-            [
-                (Action::Unchanged, "database"),
-                (Action::Update, "media"),
-                (Action::Create, "fresh"),
-                (Action::Delete, "old"),
-            ]
-        );
-        assert_eq!(
-            plan.summary(),
-            "1 created, 1 updated, 1 deleted, 1 unchanged"
-        );
-        // A changed target list is an update too.
-        let p = super::plan(
-            &[wanted("database", "0 2 * * *", &["app", "crm"])],
-            &stored[..1],
-        );
-        assert_eq!(p.items[0].0, Action::Update);
-    }
-
-    #[test]
-    fn desired_follows_the_config_and_refuses_when_disabled() {
-        let mut settings = Settings::default();
-        assert!(
-            desired(&settings).expect("enabled").is_empty(),
-            "no targets, no schedules"
-        );
-        settings.enabled = false;
-        let err = desired(&settings).unwrap_err().to_string();
-        assert!(err.contains("enabled = false"), "{err}");
-    }
-
-    #[test]
-    fn fires_between_is_half_open() {
-        let s: CronSchedule = "0 * * * *".parse().expect("expr");
-        let at = |h| {
-            DateTime::parse_from_rfc3339(&format!("2026-11-26T{h:02}:00:00Z"))
-                .expect("time")
-                .with_timezone(&Utc)
-        };
-        assert_eq!(s.fires_between(&Utc, at(1), at(3)), vec![at(2), at(3)]);
-        assert!(s.fires_between(&Utc, at(3), at(3)).is_empty());
-    }
-
-    #[test]
-    fn accepts_the_reference_apps_examples_and_macros() {
-        for expr in [
-            "0 2 * * *",
-            "0 3 * * 0",
-            "0 1 * * 1-5",
-            "0 */6 * * *",
-            "0 0 1 * *",
-            "@daily",
-            "*/5 * * * * *",
-            "0 4 * * sun,7",
-        ] {
-            assert!(expr.parse::<CronSchedule>().is_ok(), "{expr}");
-        }
-    }
-
-    #[test]
-    fn rejects_bad_expressions_with_the_expression_in_the_message() {
-        let err = "0 25 * * *"
-            .parse::<CronSchedule>()
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("\"0 25 * * *\""), "{err}");
-        let err = "0 2 * *".parse::<CronSchedule>().unwrap_err().to_string();
-        assert!(err.contains("4 fields"), "{err}");
-        assert!("0 0 2 * * * 2026".parse::<CronSchedule>().is_err());
-    }
+/// The history (none when a dry run finds no schema) and what it stores.
+async fn stored(
+    settings: &Settings,
+    dry_run: bool,
+) -> Result<(Option<History>, Vec<StoredSchedule>), Error> {
+    let history = if dry_run {
+        History::open_existing(&settings.history.url).await?
+    } else {
+        Some(History::open(&settings.history.url).await?)
+    };
+    let stored = match &history {
+        Some(h) => h.schedules().await?,
+        None => Vec::new(),
+    };
+    Ok((history, stored))
 }

@@ -6,28 +6,30 @@
 //! upload is completed on close and aborted on failure. Its manifest is
 //! written after it, so a manifest always describes a whole artifact.
 
-use std::{
-    os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+pub mod error;
+mod local;
+pub mod manifest;
+mod services;
+
+use std::{path::PathBuf, sync::Arc};
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
-use opendal::{ErrorKind, Operator, services};
-use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
+use opendal::{ErrorKind, Operator};
 use tokio::sync::OnceCell;
 
+pub use self::{
+    error::StorageError,
+    manifest::{MANIFEST_SUFFIX, Manifest, artifact_key},
+};
+use self::{
+    error::op_err,
+    local::{LocalFile, restrict},
+};
 use crate::{
     config::{StorageSettings, StorageUrl},
-    history::BackupType,
+    model::BackupType,
 };
 
-/// Where on local storage unfinished artifacts are written.
-const PARTIAL_DIR: &str = ".partial";
-/// Suffix of the manifest beside each artifact.
-pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 /// S3 multipart part size (S3 needs at least 5 MiB); two parts upload at
 /// once. Local files take each write as it comes: buffering them gains
 /// nothing and costs memory.
@@ -36,87 +38,6 @@ const UPLOAD_CHUNK: usize = 8 << 20;
 /// pieces at a time, so they are small: restore memory is a few of these,
 /// whatever the artifact's size. (S3 reads stream one GET instead.)
 const READ_CHUNK: usize = 512 << 10;
-
-/// Storage failures.
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    /// The storage could not be set up from the configuration.
-    #[error("cannot open storage {url}: {source}")]
-    Open {
-        /// Storage URL (no secrets).
-        url: String,
-        /// OpenDAL's error.
-        #[source]
-        source: Box<opendal::Error>,
-    },
-    /// An operation on a key failed.
-    #[error("storage {op} of {key} failed: {}", describe(source))]
-    Op {
-        /// What was attempted (write, read, list, delete).
-        op: &'static str,
-        /// The key.
-        key: String,
-        /// OpenDAL's error.
-        #[source]
-        source: Box<opendal::Error>,
-    },
-    /// A local file operation failed.
-    #[error("{context}: {source}")]
-    Io {
-        /// What was being done.
-        context: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A manifest could not be parsed.
-    #[error("manifest {key} is not valid: {message}")]
-    BadManifest {
-        /// The manifest key.
-        key: String,
-        /// What is wrong.
-        message: String,
-    },
-}
-
-/// OpenDAL errors print their whole context (and, for HTTP, long bodies);
-/// keep the kind and the message a person needs.
-fn describe(e: &opendal::Error) -> String {
-    let hint = match e.kind() {
-        ErrorKind::PermissionDenied => "; check the credentials and the permissions on the target",
-        ErrorKind::NotFound => "; check that the bucket or directory exists",
-        _ => "",
-    };
-    format!(
-        "{} ({}){hint}",
-        e.message().lines().next().unwrap_or_default(),
-        e.kind()
-    )
-}
-
-/// Maps an OpenDAL error of operation `op` on `key`.
-fn op_err(op: &'static str, key: impl Into<String>) -> impl FnOnce(opendal::Error) -> StorageError {
-    let key = key.into();
-    move |source| StorageError::Op {
-        op,
-        key,
-        source: Box::new(source),
-    }
-}
-
-impl StorageError {
-    /// Whether retrying cannot help (permissions, configuration).
-    pub fn is_permanent(&self) -> bool {
-        match self {
-            StorageError::Open { .. } | StorageError::BadManifest { .. } => true,
-            StorageError::Op { source, .. } => matches!(
-                source.kind(),
-                ErrorKind::PermissionDenied | ErrorKind::ConfigInvalid | ErrorKind::NotFound
-            ),
-            StorageError::Io { .. } => false,
-        }
-    }
-}
 
 /// A storage location with the operations backups need.
 ///
@@ -145,7 +66,7 @@ impl Storage {
 
     async fn op(&self) -> Result<&Operator, StorageError> {
         self.op
-            .get_or_try_init(|| async { build(&self.settings) })
+            .get_or_try_init(|| async { services::build(&self.settings) })
             .await
     }
 
@@ -386,9 +307,7 @@ impl Storage {
             .await
             .map_err(op_err("delete", key))
     }
-}
 
-impl Storage {
     /// Removes unfinished local writes older than `age` from `.partial/`:
     /// the leftovers of processes killed mid-backup. Returns how many went.
     /// (On S3, abandoned multipart uploads are the bucket's lifecycle rule's
@@ -398,95 +317,11 @@ impl Storage {
     ///
     /// When the directory cannot be read.
     pub async fn prune_partials(&self, age: std::time::Duration) -> Result<usize, StorageError> {
-        let StorageUrl::Fs { root } = &self.settings.url else {
-            return Ok(0);
-        };
-        let dir = root.join(PARTIAL_DIR);
-        let io_err = |e: std::io::Error| StorageError::Io {
-            context: format!("cleaning {}", dir.display()),
-            source: e,
-        };
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(io_err(e)),
-        };
-        let mut removed = 0;
-        for entry in entries.flatten() {
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t.elapsed().is_ok_and(|e| e > age));
-            if old && entry.file_type().is_ok_and(|t| t.is_file()) {
-                std::fs::remove_file(entry.path()).map_err(io_err)?;
-                removed += 1;
-            }
+        match &self.settings.url {
+            StorageUrl::Fs { root } => local::prune_partials(root, age),
+            StorageUrl::S3 { .. } => Ok(0),
         }
-        Ok(removed)
     }
-}
-
-/// Builds the OpenDAL operator (for fs this creates the root directory).
-fn build(settings: &StorageSettings) -> Result<Operator, StorageError> {
-    let url = settings.url.clone();
-    let open_err = |source| StorageError::Open {
-        url: url.to_string(),
-        source: Box::new(source),
-    };
-    let op = match &url {
-        StorageUrl::Fs { root } => {
-            let partial = root.join(PARTIAL_DIR);
-            let builder = services::Fs::default()
-                .root(&root.to_string_lossy())
-                .atomic_write_dir(&partial.to_string_lossy());
-            Operator::new(builder).map_err(open_err)?
-        }
-        StorageUrl::S3 { bucket, prefix } => {
-            let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-            let mut builder = services::S3::default()
-                .bucket(bucket)
-                .root(&format!("/{prefix}"))
-                .region(
-                    &settings
-                        .region
-                        .clone()
-                        .or_else(|| env("AWS_REGION"))
-                        .unwrap_or_else(|| "us-east-1".into()),
-                )
-                .disable_config_load()
-                .disable_ec2_metadata();
-            if let Some(endpoint) = settings
-                .endpoint
-                .clone()
-                .or_else(|| env("AWS_ENDPOINT_URL"))
-            {
-                builder = builder.endpoint(&endpoint);
-            }
-            if let Some(key) = settings
-                .access_key_id
-                .clone()
-                .or_else(|| env("AWS_ACCESS_KEY_ID"))
-            {
-                builder = builder.access_key_id(&key);
-            }
-            let secret = settings
-                .secret_access_key
-                .as_ref()
-                .map(|s| s.expose_secret().to_string())
-                .or_else(|| env("AWS_SECRET_ACCESS_KEY"));
-            if let Some(secret) = secret {
-                builder = builder.secret_access_key(&secret);
-            }
-            Operator::new(builder).map_err(open_err)?
-        }
-    };
-    Ok(op)
-}
-
-fn restrict(path: &Path, key: &str) -> Result<(), StorageError> {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
-        op_err("chmod", key)(opendal::Error::new(ErrorKind::Unexpected, e.to_string()))
-    })
 }
 
 /// An artifact being written.
@@ -502,144 +337,6 @@ enum Sink {
     /// [`LocalFile`]).
     Local(LocalFile),
 }
-
-/// Local writes go in pieces of this size. The kernel sizes page-cache
-/// folios after the write: 1 MiB writes took large folios, which come from
-/// the memory a VM's host took back (free page reporting) and fault there
-/// on first touch; measured on the media backup, 128 KiB writes cut its
-/// system time from about 2 s to 0.6 s.
-const WRITE_PIECE: usize = 128 << 10;
-
-/// Dirty pages of a local artifact are flushed in the background each time
-/// this many more bytes were written.
-const SYNC_EVERY: u64 = 64 << 20;
-
-/// A local artifact: created 0600 under `.partial/`, flushed to disk as it
-/// grows, then fsynced and renamed into place (and its directory fsynced)
-/// on close, so a visible artifact survives a power cut.
-///
-/// A single fsync at the end would stall the close for as long as the disk
-/// needs to take the whole artifact (a third of a second for 700 MB here,
-/// a fifth of the media backup's time); flushing in the background while
-/// the dump goes on leaves it the last few megabytes.
-struct LocalFile {
-    key: String,
-    file: Arc<std::fs::File>,
-    partial: PathBuf,
-    target: PathBuf,
-    unsynced: u64,
-    syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl LocalFile {
-    async fn create(root: &Path, key: &str) -> Result<Self, StorageError> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let target = root.join(key);
-        let partial = root
-            .join(PARTIAL_DIR)
-            .join(uuid::Uuid::new_v4().simple().to_string());
-        let paths = (partial.clone(), target.clone());
-        let file = blocking(failed(key, "creating", &partial), move || {
-            let (partial, target) = paths;
-            for dir in [partial.parent(), target.parent()].into_iter().flatten() {
-                std::fs::create_dir_all(dir)?;
-            }
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&partial)
-        })
-        .await?;
-        Ok(Self {
-            key: key.to_string(),
-            file: Arc::new(file),
-            partial,
-            target,
-            unsynced: 0,
-            syncing: None,
-        })
-    }
-
-    async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
-        use std::io::Write;
-        let file = self.file.clone();
-        let len = chunk.len() as u64;
-        blocking(failed(&self.key, "writing", &self.partial), move || {
-            chunk
-                .chunks(WRITE_PIECE)
-                .try_for_each(|piece| (&*file).write_all(piece))
-        })
-        .await?;
-        self.unsynced += len;
-        if self.unsynced >= SYNC_EVERY && self.syncing.as_ref().is_none_or(|s| s.is_finished()) {
-            self.settle().await?;
-            let file = self.file.clone();
-            self.syncing = Some(tokio::task::spawn_blocking(move || file.sync_data()));
-            self.unsynced = 0;
-        }
-        Ok(())
-    }
-
-    /// Waits for the background flush, if any, and reports its failure.
-    async fn settle(&mut self) -> Result<(), StorageError> {
-        if let Some(syncing) = self.syncing.take() {
-            let context = failed(&self.key, "flushing", &self.partial);
-            syncing
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))
-                .and_then(|r| r)
-                .map_err(|source| StorageError::Io { context, source })?;
-        }
-        Ok(())
-    }
-
-    async fn close(&mut self) -> Result<(), StorageError> {
-        self.settle().await?;
-        let (file, partial, target) =
-            (self.file.clone(), self.partial.clone(), self.target.clone());
-        blocking(failed(&self.key, "completing", &self.target), move || {
-            file.sync_all()?;
-            std::fs::rename(&partial, &target)?;
-            match target.parent() {
-                Some(dir) => std::fs::File::open(dir)?.sync_all(),
-                None => Ok(()),
-            }
-        })
-        .await
-    }
-
-    async fn abort(&mut self) -> Result<(), StorageError> {
-        let _ = self.settle().await;
-        let partial = self.partial.clone();
-        blocking(
-            failed(&self.key, "removing", &self.partial),
-            move || match std::fs::remove_file(&partial) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            },
-        )
-        .await
-    }
-}
-
-/// The context of a local storage error, worded like OpenDAL's.
-fn failed(key: &str, what: &str, path: &Path) -> String {
-    format!("storage write of {key} failed: {what} {}", path.display())
-}
-
-/// Runs file I/O on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    context: String,
-    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> Result<T, StorageError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))
-        .and_then(|r| r)
-        .map_err(|source| StorageError::Io { context, source })
-}
-
 impl ArtifactWriter {
     /// Appends a chunk.
     ///
@@ -685,70 +382,12 @@ impl ArtifactWriter {
     }
 }
 
-/// The JSON document stored beside each artifact.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Manifest format version.
-    pub version: u32,
-    /// The run that wrote it.
-    pub run_id: i64,
-    /// `database` or `media`.
-    pub backup_type: BackupType,
-    /// Target name.
-    pub target: String,
-    /// `postgresql`, `mysql`, `sqlite` or `media`.
-    pub engine: String,
-    /// What the decompressed bytes are, e.g. `pg_dump custom archive`.
-    pub format: String,
-    /// Database server version, when there is a server.
-    pub server_version: Option<String>,
-    /// Dump tool version, when a tool ran.
-    pub tool_version: Option<String>,
-    /// `zstd`, `gzip` or `none`.
-    pub compression: String,
-    /// Key of the artifact in storage.
-    pub artifact: String,
-    /// Size of the stored artifact in bytes.
-    pub size_bytes: u64,
-    /// sha256 of the stored artifact.
-    pub sha256: String,
-    /// Bytes before compression.
-    pub source_bytes: u64,
-    /// Files archived (media only).
-    pub files: Option<u64>,
-    /// When the run started.
-    pub started_at: DateTime<Utc>,
-    /// When the artifact was complete.
-    pub created_at: DateTime<Utc>,
-}
-
-impl Manifest {
-    /// Key of this manifest: the artifact's key plus [`MANIFEST_SUFFIX`].
-    pub fn manifest_key(&self) -> String {
-        format!("{}{MANIFEST_SUFFIX}", self.artifact)
-    }
-}
-
-/// The key of a new artifact:
-/// `{backup_type}/{target}/{target}-{YYYYmmddTHHMMSSZ}-{run_id}.{ext}`.
-pub fn artifact_key(
-    backup_type: BackupType,
-    target: &str,
-    started_at: DateTime<Utc>,
-    run_id: i64,
-    extension: &str,
-) -> String {
-    format!(
-        "{}/{target}/{target}-{}-{run_id}.{extension}",
-        backup_type.as_str(),
-        started_at.format("%Y%m%dT%H%M%SZ")
-    )
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use super::local::{PARTIAL_DIR, SYNC_EVERY};
     use super::*;
-    use chrono::TimeZone;
 
     fn local(root: &Path) -> Storage {
         Storage::new(&StorageSettings {
@@ -796,14 +435,5 @@ mod tests {
         assert!(!dir.path().join(key).exists());
         let partial = std::fs::read_dir(dir.path().join(PARTIAL_DIR)).unwrap();
         assert_eq!(partial.count(), 0, "a partial file was left");
-    }
-
-    #[test]
-    fn artifact_keys_are_readable_and_sort_by_time() {
-        let t = Utc.with_ymd_and_hms(2026, 11, 26, 2, 0, 0).unwrap();
-        assert_eq!(
-            artifact_key(BackupType::Database, "shop", t, 42, "dump.zst"),
-            "database/shop/shop-20261126T020000Z-42.dump.zst"
-        );
     }
 }

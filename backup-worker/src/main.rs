@@ -3,29 +3,27 @@
 //! queue, in-process execution), the cron side, `/healthz` and `/metrics`,
 //! and graceful shutdown on SIGTERM/SIGINT.
 
-mod health;
+mod http;
 mod single;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use apalis::prelude::{
-    AbortError, BackendExt, Data, Monitor, ParallelizeExt, TaskId, WorkerBuilder, WorkerBuilderExt,
-};
+use apalis::prelude::{BackendExt, Monitor, ParallelizeExt, WorkerBuilder, WorkerBuilderExt};
 use apalis_redis::RedisStorage;
 use backup_core::{
-    Error,
-    backup::{self, Context},
     config::{self, QueueSettings},
-    jobs::{self, BackupJob, Locks, MaintenanceJob, Runner},
+    context::{self, Context},
+    health::Health,
+    jobs::{Runner, backup_handler, chore_handler},
+    lock::Locks,
     queue::{self, Queue, Wakes},
-    scheduler::{self, Dispatch},
+    scheduler::{self, RedisDispatch},
     telemetry,
 };
 use clap::{Parser, ValueEnum};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
-
-use crate::health::Health;
 
 /// Runs scheduled backups: fires the stored schedules and works the backup
 /// queues. Start one per host, or several replicas on one Redis.
@@ -79,6 +77,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let settings = loaded.settings;
     let ctx = Context::open(settings.clone()).await?;
     ctx.notifier.log_setup();
+    let metrics = http::install_metrics();
     let health = Health::new(ctx.clone());
     health.seed_last_success().await;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -89,8 +88,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         result
     };
     match &settings.queue {
-        Some(queue_settings) => run_queue(ctx, queue_settings, health, stop_rx, signal).await,
-        None => single::run(ctx, health, stop_rx, signal).await,
+        Some(queue_settings) => {
+            run_queue(ctx, queue_settings, health, metrics, stop_rx, signal).await
+        }
+        None => single::run(ctx, health, metrics, stop_rx, signal).await,
     }
 }
 
@@ -108,6 +109,7 @@ async fn run_queue(
     ctx: Context,
     settings: &QueueSettings,
     health: Health,
+    metrics: Option<PrometheusHandle>,
     stop: watch::Receiver<bool>,
     signal: impl Future<Output = std::io::Result<()>> + Send,
 ) -> anyhow::Result<()> {
@@ -115,14 +117,14 @@ async fn run_queue(
     let worker = &ctx.settings.worker;
     let heartbeat = Duration::from_secs(worker.heartbeat_seconds);
     let grace = Duration::from_secs(worker.shutdown_grace_seconds);
-    let runner = Arc::new(Runner {
-        ctx: ctx.clone(),
-        locks: Locks::Redis(queue.clone()),
-        results: Some(queue.clone()),
-    });
+    let runner = Arc::new(Runner::new(
+        ctx.clone(),
+        Locks::Redis(queue.clone()),
+        Some(queue.clone()),
+    ));
     // Unique per process and per restart: apalis refuses a name that is
     // still registered, and two replicas must never share one.
-    let base = backup::worker_id().replace(':', "-");
+    let base = context::worker_id().replace(':', "-");
     tracing::info!(queue = %queue.url(), namespace = %queue.namespace(), worker = %base, "starting queue workers");
 
     let wakes = Wakes::default();
@@ -156,7 +158,7 @@ async fn run_queue(
                 .parallelize(tokio::spawn)
                 .catch_panic()
                 .data(runner.clone())
-                .build(maintenance_handler)
+                .build(chore_handler)
         });
     }
     let events = health.clone();
@@ -169,11 +171,12 @@ async fn run_queue(
         .shutdown_timeout(grace);
 
     health.set_queue(queue.clone(), 3);
-    let http = health::serve(&ctx.settings.http.listen, health.clone()).await?;
+    let http = http::serve(&ctx.settings.http.listen, health.clone(), metrics).await?;
     let stopping = stop.clone();
     let mut cron = tokio::spawn(scheduler::run(
         ctx.clone(),
-        RedisDispatch { queue, wakes },
+        RedisDispatch::new(queue, wakes),
+        health,
         stop,
     ));
     let workers = monitor.run_with_signal(signal);
@@ -196,61 +199,4 @@ async fn run_queue(
     result.context("queue workers failed")?;
     tracing::info!("backup-worker stopped");
     Ok(())
-}
-
-/// Runs one backup job; any failure ends the job (apalis must not retry it:
-/// attempts are ours, see `jobs::run_backup`).
-async fn backup_handler(
-    job: BackupJob,
-    task_id: TaskId,
-    runner: Data<Arc<Runner>>,
-) -> Result<(), AbortError> {
-    jobs::run_backup(&runner, &job, &task_id.to_string())
-        .await
-        .map(|_| ())
-        .map_err(AbortError::new)
-}
-
-async fn maintenance_handler(
-    job: MaintenanceJob,
-    runner: Data<Arc<Runner>>,
-) -> Result<(), AbortError> {
-    jobs::run_chore(&runner.ctx, &job)
-        .await
-        .map_err(AbortError::new)
-}
-
-/// Fires go to Redis with an idempotency key: the first replica's push
-/// wins, and wakes its own worker so the job starts at once.
-struct RedisDispatch {
-    queue: Queue,
-    wakes: Wakes,
-}
-
-impl RedisDispatch {
-    /// Wakes queue `kind`'s worker when the push was not a duplicate.
-    fn woken(&self, kind: &str, task_id: Option<String>) -> bool {
-        if task_id.is_some() {
-            self.wakes.get(kind).signal();
-        }
-        task_id.is_some()
-    }
-}
-
-impl Dispatch for RedisDispatch {
-    async fn backup(&self, schedule: &str, job: BackupJob) -> Result<bool, Error> {
-        let key = job.idempotency_key(schedule);
-        let kind = queue::backup_queue(job.backup_type);
-        let task_id = self.queue.push(kind, &job, key.as_deref()).await?;
-        Ok(self.woken(kind, task_id))
-    }
-
-    async fn maintenance(&self, job: MaintenanceJob) -> Result<bool, Error> {
-        let key = format!("{}:{}", job.chore.as_str(), job.scheduled_for.timestamp());
-        let task_id = self
-            .queue
-            .push(queue::MAINTENANCE, &job, Some(&key))
-            .await?;
-        Ok(self.woken(queue::MAINTENANCE, task_id))
-    }
 }

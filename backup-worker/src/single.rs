@@ -2,27 +2,27 @@
 //! runs the jobs itself, with the same handlers, history and semantics. A
 //! lock on the history database keeps a second instance from starting.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use anyhow::anyhow;
 use backup_core::{
-    Error,
-    backup::Context,
-    jobs::{self, BackupJob, Locks, MaintenanceJob, Runner},
-    scheduler::{self, Dispatch},
+    context::Context,
+    health::Health,
+    jobs::Runner,
+    lock::Locks,
+    scheduler::{self, LocalDispatch},
 };
-use tokio::{sync::watch, task::JoinSet};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::watch;
 
-use crate::health::{self, Health};
+use crate::http;
 
 /// Runs until `signal`, then lets running backups finish within the grace
 /// period.
 pub async fn run(
     ctx: Context,
     health: Health,
+    metrics: Option<PrometheusHandle>,
     stop: watch::Receiver<bool>,
     signal: impl Future<Output = std::io::Result<()>> + Send,
 ) -> anyhow::Result<()> {
@@ -38,17 +38,9 @@ pub async fn run(
             )
         })?;
     tracing::info!(history = %ctx.history.url(), "single-process mode: no [queue], running jobs in this process");
-    let tasks = Arc::new(Mutex::new(JoinSet::new()));
-    let dispatch = LocalDispatch {
-        runner: Arc::new(Runner {
-            ctx: ctx.clone(),
-            locks: Locks::local(),
-            results: None,
-        }),
-        tasks: tasks.clone(),
-    };
-    let http = health::serve(&ctx.settings.http.listen, health).await?;
-    let mut cron = tokio::spawn(scheduler::run(ctx.clone(), dispatch, stop));
+    let dispatch = LocalDispatch::new(Arc::new(Runner::new(ctx.clone(), Locks::local(), None)));
+    let http = http::serve(&ctx.settings.http.listen, health.clone(), metrics).await?;
+    let mut cron = tokio::spawn(scheduler::run(ctx.clone(), dispatch.clone(), health, stop));
     tokio::select! {
         signalled = signal => {
             signalled?;
@@ -60,64 +52,14 @@ pub async fn run(
             "the scheduler stopped unexpectedly ({ended:?}); exiting so the process is restarted"
         ),
     }
-    let mut running = std::mem::take(&mut *tasks.lock().unwrap_or_else(|p| p.into_inner()));
-    let grace = Duration::from_secs(ctx.settings.worker.shutdown_grace_seconds);
-    if !running.is_empty() {
-        tracing::info!(
-            jobs = running.len(),
-            grace_seconds = grace.as_secs(),
-            "waiting for running jobs"
-        );
-    }
-    let drained = tokio::time::timeout(grace, async {
-        while running.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            jobs = running.len(),
-            "grace period over; interrupting running backups"
-        );
-        running.shutdown().await;
-    }
+    dispatch
+        .drain(Duration::from_secs(
+            ctx.settings.worker.shutdown_grace_seconds,
+        ))
+        .await;
     if let Some(http) = http {
         http.abort();
     }
     tracing::info!("backup-worker stopped");
     Ok(())
-}
-
-struct LocalDispatch {
-    runner: Arc<Runner>,
-    tasks: Arc<Mutex<JoinSet<()>>>,
-}
-
-impl LocalDispatch {
-    fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
-        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        // Reap finished jobs so the set does not grow.
-        while tasks.try_join_next().is_some() {}
-        tasks.spawn(work);
-    }
-}
-
-impl Dispatch for LocalDispatch {
-    async fn backup(&self, _schedule: &str, job: BackupJob) -> Result<bool, Error> {
-        let runner = self.runner.clone();
-        let task_id = uuid::Uuid::new_v4().simple().to_string();
-        self.spawn(async move {
-            let _ = jobs::run_backup(&runner, &job, &task_id).await;
-        });
-        Ok(true)
-    }
-
-    async fn maintenance(&self, job: MaintenanceJob) -> Result<bool, Error> {
-        let runner = self.runner.clone();
-        self.spawn(async move {
-            if let Err(e) = jobs::run_chore(&runner.ctx, &job).await {
-                tracing::error!(error = %e, chore = job.chore.as_str(), "chore failed");
-            }
-        });
-        Ok(true)
-    }
 }

@@ -1,13 +1,17 @@
 //! Media: a tar stream of a directory tree, with relative paths,
 //! permissions, mtimes and symlinks as links.
 
-use std::{fs, io::Write, path::Path};
+use std::{
+    fs,
+    io::Write,
+    path::{Component, Path},
+};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use tar::{Builder, HeaderMode};
 use walkdir::WalkDir;
 
-use super::{EngineError, Source, SourceStats};
+use super::source::{EngineError, Source, SourceStats};
 use crate::config::MediaTarget;
 
 /// Checks the directory and returns its archive as a source.
@@ -110,7 +114,7 @@ fn archive(
             }
             if kind.is_symlink()
                 && let Ok(link) = fs::read_link(entry.path())
-                && !crate::restore::contained(&rel.parent().unwrap_or(Path::new("")).join(&link))
+                && !contained(&rel.parent().unwrap_or(Path::new("")).join(&link))
             {
                 let warning = format!(
                     "symlink {} points outside the directory ({}); `restore media` refuses \
@@ -132,4 +136,36 @@ fn archive(
     }
     tar.finish().map_err(EngineError::Output)?;
     Ok(stats)
+}
+
+/// Whether `path` is a plain relative path inside the archive root.
+pub(crate) fn contained(path: &Path) -> bool {
+    let mut depth: usize = 0;
+    for part in path.components() {
+        match part {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return false,
+            },
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_relative_paths_are_contained() {
+        for ok in ["a", "a/b", "./a", "a/../b", "a/b/../../c"] {
+            assert!(contained(Path::new(ok)), "{ok}");
+        }
+        for bad in ["/etc/passwd", "..", "../x", "a/../../x", "a/b/../../../x"] {
+            assert!(!contained(Path::new(bad)), "{bad}");
+        }
+    }
 }

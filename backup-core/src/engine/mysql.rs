@@ -13,7 +13,12 @@ use sqlx::{
     mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError},
 };
 
-use super::{EngineError, Preflight, Source, SourceStats, process, tool_version};
+use super::{
+    preflight::Preflight,
+    process,
+    source::{EngineError, Source, SourceStats},
+    tool::tool_version,
+};
 use crate::config::{ServerDatabase, ToolSettings};
 
 const DEFAULT_PORT: u16 = 3306;
@@ -207,7 +212,7 @@ pub async fn create_database(db: &ServerDatabase) -> Result<(), EngineError> {
     .fetch_optional(&mut conn)
     .await;
     let result = match exists {
-        Ok(Some(_)) => Err(super::scratch_exists(&db.database)),
+        Ok(Some(_)) => Err(super::preflight::scratch_exists(&db.database)),
         Ok(None) => sqlx::query(sqlx::AssertSqlSafe(format!(
             "CREATE DATABASE {} CHARACTER SET utf8mb4",
             ident(&db.database)
@@ -374,7 +379,7 @@ fn describe(e: &sqlx::Error) -> (String, bool) {
             PERMANENT_ERRORS.contains(&mysql.number()),
         );
     }
-    super::describe_driver_error(e)
+    super::preflight::describe_driver_error(e)
 }
 
 #[cfg(test)]

@@ -8,7 +8,12 @@ use sqlx::{
     postgres::{PgConnectOptions, PgConnection, PgSslMode},
 };
 
-use super::{EngineError, Preflight, Source, SourceStats, process, tool_version, version_number};
+use super::{
+    preflight::Preflight,
+    process,
+    source::{EngineError, Source, SourceStats},
+    tool::{tool_version, version_number},
+};
 use crate::config::{ServerDatabase, ToolSettings};
 
 const DEFAULT_PORT: u16 = 5432;
@@ -276,7 +281,7 @@ pub async fn create_database(db: &ServerDatabase) -> Result<(), EngineError> {
             .fetch_optional(&mut conn)
             .await;
     let result = match exists {
-        Ok(Some(_)) => Err(super::scratch_exists(&db.database)),
+        Ok(Some(_)) => Err(super::preflight::scratch_exists(&db.database)),
         Ok(None) => sqlx::query(sqlx::AssertSqlSafe(format!(
             "CREATE DATABASE {}",
             ident(&db.database)
@@ -411,6 +416,6 @@ fn describe(e: &sqlx::Error) -> (String, bool) {
                 PERMANENT_STATES.contains(&code.as_ref()),
             )
         }
-        other => super::describe_driver_error(other),
+        other => super::preflight::describe_driver_error(other),
     }
 }

@@ -8,7 +8,7 @@ use std::{
     thread,
 };
 
-use super::EngineError;
+use super::source::EngineError;
 use crate::redact;
 
 /// stderr lines kept for the error message.

@@ -5,7 +5,7 @@ use std::{fs::File, io, path::Path, time::Duration};
 
 use sqlx::{ConnectOptions, Connection, sqlite::SqliteConnectOptions};
 
-use super::{EngineError, Source, SourceStats};
+use super::source::{EngineError, Source, SourceStats};
 
 /// Copies the database into a private temporary directory (the one staging
 /// copy the design allows) and returns it as a source; the copy is removed

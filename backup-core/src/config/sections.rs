@@ -1,0 +1,315 @@
+//! The plain sections of the configuration, each with its defaults:
+//! `[history]`, `[storage]`, `[compression]`, `[tools]`, `[queue]`,
+//! `[retry]`, `[worker]` and `[http]`.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    error::{ConfigError, invalid},
+    values::{HistoryUrl, StorageUrl, resolve, serialize_secret, serialize_url},
+};
+use crate::{compress::Codec, redact, schedule::cron::CronSchedule};
+
+/// `[history]`: where BackupRun rows live.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistorySettings {
+    /// `sqlite://path` (created if missing) or `postgres://...`.
+    pub url: HistoryUrl,
+}
+
+impl HistorySettings {
+    pub(crate) fn validate(&mut self, base: &Path) {
+        if let HistoryUrl::Sqlite(p) = &mut self.url {
+            *p = resolve(base, p);
+        }
+    }
+}
+/// `[storage]`: where artifacts go and how many are kept.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// `file:///var/backups`, a plain path, or `s3://bucket/prefix`.
+    pub url: StorageUrl,
+    /// Successful artifacts kept per target; older ones are deleted.
+    pub keep: u32,
+    /// S3 endpoint (default: `AWS_ENDPOINT_URL`, else AWS).
+    pub endpoint: Option<String>,
+    /// S3 region (default: `AWS_REGION`, else `us-east-1`).
+    pub region: Option<String>,
+    /// S3 access key id (default: `AWS_ACCESS_KEY_ID`).
+    pub access_key_id: Option<String>,
+    /// S3 secret key (default: `AWS_SECRET_ACCESS_KEY`).
+    #[serde(serialize_with = "serialize_secret")]
+    pub secret_access_key: Option<SecretString>,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            url: StorageUrl::Fs {
+                root: PathBuf::from("backups"),
+            },
+            keep: 10,
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+        }
+    }
+}
+
+impl StorageSettings {
+    pub(crate) fn validate(&mut self, base: &Path) -> Result<(), ConfigError> {
+        if self.keep == 0 {
+            return Err(invalid(
+                "storage.keep must be at least 1 (the newest backup is always kept)",
+            ));
+        }
+        if let StorageUrl::Fs { root } = &mut self.url {
+            *root = resolve(base, root);
+        }
+        Ok(())
+    }
+}
+
+/// `[compression]`: codec, level and threads of the artifact compression.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompressionSettings {
+    /// `zstd` (default), `gzip` or `none`.
+    pub algorithm: Codec,
+    /// Codec level: zstd 1-19 (default 3), gzip 1-9 (default 6).
+    pub level: Option<i32>,
+    /// zstd worker threads; 0 means one per core.
+    pub threads: u32,
+}
+
+impl Default for CompressionSettings {
+    fn default() -> Self {
+        Self {
+            algorithm: Codec::Zstd,
+            level: None,
+            threads: 0,
+        }
+    }
+}
+
+impl CompressionSettings {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let (range, name) = match self.algorithm {
+            Codec::Zstd => (1..=19, "zstd"),
+            Codec::Gzip => (1..=9, "gzip"),
+            Codec::None => (0..=0, "none"),
+        };
+        match self.level {
+            Some(level) if !range.contains(&level) => Err(invalid(format!(
+                "compression.level {level} is out of range for {name} ({}..={})",
+                range.start(),
+                range.end()
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `[tools]`: dump tools, when not the ones on PATH.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolSettings {
+    /// `pg_dump` to run (default: `pg_dump` on PATH).
+    pub pg_dump: Option<PathBuf>,
+    /// `mariadb-dump`/`mysqldump` to run (default: whichever is on PATH).
+    pub mariadb_dump: Option<PathBuf>,
+    /// `pg_restore` for restores and verification (default: beside
+    /// `pg_dump`, else on PATH).
+    pub pg_restore: Option<PathBuf>,
+    /// `mariadb`/`mysql` client for restores (default: beside
+    /// `mariadb_dump`, else on PATH).
+    pub mariadb: Option<PathBuf>,
+}
+
+impl ToolSettings {
+    pub(crate) fn validate(&mut self, base: &Path) {
+        for tool in [
+            &mut self.pg_dump,
+            &mut self.mariadb_dump,
+            &mut self.pg_restore,
+            &mut self.mariadb,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            // A bare name ("pg_dump-16") is looked up on PATH; a path is relative to the config.
+            if tool.components().count() > 1 {
+                *tool = resolve(base, tool);
+            }
+        }
+    }
+}
+
+/// `[queue]`: the Redis queue shared by workers.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    /// `redis://[:password@]host:port[/db]` (`rediss://` for TLS).
+    #[serde(serialize_with = "serialize_url")]
+    pub url: SecretString,
+    /// Prefix of every Redis key, so several deployments can share a server.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+}
+
+fn default_namespace() -> String {
+    "backup".into()
+}
+
+impl fmt::Debug for QueueSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueSettings")
+            .field("url", &redact::url(self.url.expose_secret()))
+            .field("namespace", &self.namespace)
+            .finish()
+    }
+}
+
+impl QueueSettings {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let ns = &self.namespace;
+        if ns.is_empty() || ns.contains(|c: char| c.is_whitespace() || c == '{' || c == '}') {
+            return Err(invalid(format!(
+                "queue.namespace {ns:?} must be non-empty, without spaces or braces"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `[retry]`: attempts and backoff of a failing backup job.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// Attempts per job, the first included (1 means no retry).
+    pub attempts: u32,
+    /// Wait before the second attempt; doubles for each further one.
+    pub backoff_seconds: u64,
+    /// Upper bound of the wait between attempts.
+    pub max_backoff_seconds: u64,
+    /// Tries of each notification (mail, webhook, ping) in the worker.
+    pub notification_attempts: u32,
+    /// Wait before the second try of a notification; doubles after.
+    pub notification_backoff_seconds: u64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            backoff_seconds: 30,
+            max_backoff_seconds: 900,
+            notification_attempts: 3,
+            notification_backoff_seconds: 5,
+        }
+    }
+}
+
+impl RetrySettings {
+    /// The wait after failed attempt `attempt` (1-based): exponential from
+    /// `backoff_seconds`, capped at `max_backoff_seconds`.
+    pub fn backoff(&self, attempt: u32) -> std::time::Duration {
+        let factor = 1u64 << attempt.saturating_sub(1).min(20);
+        std::time::Duration::from_secs(
+            self.backoff_seconds
+                .saturating_mul(factor)
+                .min(self.max_backoff_seconds),
+        )
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.attempts == 0 {
+            return Err(invalid(
+                "retry.attempts must be at least 1 (1 means no retry)",
+            ));
+        }
+        if self.notification_attempts == 0 {
+            return Err(invalid("retry.notification_attempts must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// `[worker]`: the long-running worker process.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// On SIGTERM/SIGINT, how long a running backup may take to finish.
+    pub shutdown_grace_seconds: u64,
+    /// A fire time missed while no worker ran is caught up if it is at most
+    /// this old; older misses are logged and skipped.
+    pub catch_up_window_hours: u64,
+    /// Liveness beat of workers and running backups. A worker silent for
+    /// three beats is dead: its job goes to another replica and its running
+    /// row is finished as failed.
+    pub heartbeat_seconds: u64,
+    /// When the maintenance job (history cleanup, lost runs) runs.
+    pub maintenance_schedule: CronSchedule,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            shutdown_grace_seconds: 600,
+            catch_up_window_hours: 24,
+            heartbeat_seconds: 10,
+            maintenance_schedule: CronSchedule::builtin("30 4 * * *"),
+        }
+    }
+}
+
+impl WorkerSettings {
+    /// After this long without a beat, a worker or a running backup is lost.
+    pub fn lost_after(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.heartbeat_seconds * 3)
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.heartbeat_seconds == 0 {
+            return Err(invalid("worker.heartbeat_seconds must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// `[http]`: the worker's health and metrics listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// `host:port` to listen on; empty turns the listener off.
+    pub listen: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9187".into(),
+        }
+    }
+}
+
+impl HttpSettings {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if !self.listen.is_empty() && self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(format!(
+                "http.listen {:?} is not an address like \"127.0.0.1:9187\" (empty turns it off)",
+                self.listen
+            )));
+        }
+        Ok(())
+    }
+}

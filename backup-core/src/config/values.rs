@@ -1,0 +1,270 @@
+//! The parsed value types of the configuration (email address, timezone,
+//! history and storage URLs) and the helpers every section shares: path
+//! resolution, URL and glob checks, and rendering secrets masked.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+use url::Url;
+
+use super::error::{ConfigError, invalid};
+use crate::redact;
+
+/// `path`, relative paths taken from `base` (the config file's directory).
+pub(crate) fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+/// Checks a glob pattern of key `key`.
+pub(crate) fn check_glob(key: &str, pattern: &str) -> Result<(), ConfigError> {
+    globset::Glob::new(pattern)
+        .map(|_| ())
+        .map_err(|e| invalid(format!("{key}: bad glob {pattern:?}: {e}")))
+}
+
+/// Renders an optional secret as the mask.
+pub(crate) fn serialize_secret<S: Serializer>(
+    value: &Option<SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => s.serialize_str(redact::MASK),
+        None => s.serialize_none(),
+    }
+}
+
+/// An email address (`local@domain`), checked at load time.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EmailAddress(String);
+
+impl TryFrom<String> for EmailAddress {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let ok = matches!(value.split_once('@'), Some((l, d)) if !l.is_empty() && (d.contains('.') || d == "localhost"))
+            && !value.chars().any(char::is_whitespace);
+        if ok {
+            Ok(Self(value))
+        } else {
+            Err(format!("{value:?} is not an email address"))
+        }
+    }
+}
+
+impl From<EmailAddress> for String {
+    fn from(value: EmailAddress) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An IANA timezone such as `Europe/Rome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Timezone(pub chrono_tz::Tz);
+
+impl TryFrom<String> for Timezone {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        chrono_tz::Tz::from_str(&value).map(Timezone).map_err(|_| {
+            format!(
+                "unknown timezone {value:?}; use an IANA name such as \"UTC\" or \"Europe/Rome\""
+            )
+        })
+    }
+}
+
+impl From<Timezone> for String {
+    fn from(value: Timezone) -> Self {
+        value.0.name().to_string()
+    }
+}
+/// The history database.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum HistoryUrl {
+    /// A SQLite file (absolute after loading).
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL (may hold a password).
+    Postgres(SecretString),
+}
+
+impl Default for HistoryUrl {
+    fn default() -> Self {
+        HistoryUrl::Sqlite(PathBuf::from("backups-history.db"))
+    }
+}
+
+impl TryFrom<String> for HistoryUrl {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        if let Some(path) = sqlite_path(&value) {
+            return path.map(HistoryUrl::Sqlite);
+        }
+        let scheme = value.split("://").next().unwrap_or_default();
+        if matches!(scheme, "postgres" | "postgresql") {
+            Url::parse(&value)
+                .map_err(|e| format!("bad history URL {}: {e}", redact::url(&value)))?;
+            return Ok(HistoryUrl::Postgres(value.into()));
+        }
+        Err(format!(
+            "history.url {} is neither sqlite:// nor postgres://",
+            redact::url(&value)
+        ))
+    }
+}
+
+impl From<HistoryUrl> for String {
+    fn from(value: HistoryUrl) -> Self {
+        match value {
+            HistoryUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
+            HistoryUrl::Postgres(url) => redact::url(url.expose_secret()),
+        }
+    }
+}
+
+impl fmt::Debug for HistoryUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from(self.clone()))
+    }
+}
+
+/// `sqlite:///abs/path` or `sqlite://relative/path` (also `sqlite:path`);
+/// `None` when `value` is not a sqlite URL at all.
+pub(crate) fn sqlite_path(value: &str) -> Option<Result<PathBuf, String>> {
+    let rest = value.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    Some(if rest.is_empty() || rest.contains('?') {
+        Err(format!(
+            "{value:?}: expected sqlite:///absolute/path or sqlite://relative/path"
+        ))
+    } else {
+        Ok(PathBuf::from(rest))
+    })
+}
+/// The storage location.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum StorageUrl {
+    /// A local directory (absolute after loading).
+    Fs {
+        /// The directory.
+        root: PathBuf,
+    },
+    /// An S3 bucket and key prefix.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix inside the bucket ("" for none).
+        prefix: String,
+    },
+}
+
+impl TryFrom<String> for StorageUrl {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        if let Some(rest) = value.strip_prefix("file://") {
+            if rest.is_empty() {
+                return Err("storage.url file:// needs a path, e.g. file:///var/backups".into());
+            }
+            // OpenDAL would read file://relative/path as /path; keep it relative.
+            return Ok(StorageUrl::Fs {
+                root: PathBuf::from(rest),
+            });
+        }
+        if let Some(rest) = value.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() || bucket.contains(['@', '?', ':']) {
+                return Err(format!(
+                    "storage.url {value:?}: expected s3://bucket/prefix; put endpoint, region and keys in [storage]"
+                ));
+            }
+            return Ok(StorageUrl::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            });
+        }
+        if value.contains("://") {
+            return Err(format!(
+                "storage.url {}: unsupported scheme; use file:///path or s3://bucket/prefix",
+                redact::url(&value)
+            ));
+        }
+        if value.is_empty() {
+            return Err("storage.url is empty".into());
+        }
+        Ok(StorageUrl::Fs {
+            root: PathBuf::from(value),
+        })
+    }
+}
+
+impl From<StorageUrl> for String {
+    fn from(value: StorageUrl) -> Self {
+        value.to_string()
+    }
+}
+
+impl fmt::Display for StorageUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageUrl::Fs { root } => write!(f, "file://{}", root.display()),
+            StorageUrl::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            StorageUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+/// Renders a secret URL as its scheme and host only.
+pub(crate) fn serialize_endpoint<S: Serializer>(
+    value: &SecretString,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact::endpoint(value.expose_secret()))
+}
+
+/// Renders an optional secret URL as its scheme and host only.
+pub(crate) fn serialize_ping<S: Serializer>(
+    value: &Option<SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(url) => serialize_endpoint(url, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// Checks that a webhook or ping URL is an absolute http(s) URL.
+pub(crate) fn check_http_url(key: &str, value: &SecretString) -> Result<(), ConfigError> {
+    let shown = redact::endpoint(value.expose_secret());
+    let url =
+        Url::parse(value.expose_secret()).map_err(|e| invalid(format!("{key} {shown}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid(format!(
+            "{key} {shown}: expected an http:// or https:// URL"
+        )));
+    }
+    Ok(())
+}
+
+/// Renders a URL with its password masked.
+pub(crate) fn serialize_url<S: Serializer>(value: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact::url(value.expose_secret()))
+}

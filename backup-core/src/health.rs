@@ -1,0 +1,251 @@
+//! Liveness and metrics data: whether this worker is healthy (history and
+//! Redis answer, every queue worker is alive) and the metric series of runs
+//! and queues. The HTTP surface only renders what this module knows.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
+
+use apalis::prelude::Event;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::{
+    context::Context,
+    history::{BackupRun, RunFilter},
+    model::{BackupType, RunStatus},
+    queue::{self, Queue},
+    schedule::plan::StoredSchedule,
+};
+
+/// Describes the metric series, once, after a recorder is installed.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        "backup_runs_total",
+        "Backup runs (attempts) by type, target and status."
+    );
+    metrics::describe_histogram!("backup_run_duration_seconds", "Wall time of backup runs.");
+    metrics::describe_gauge!(
+        "backup_artifact_bytes",
+        "Size of the newest artifact per target."
+    );
+    metrics::describe_gauge!(
+        "backup_last_success_timestamp_seconds",
+        "Unix time of the newest successful backup per target."
+    );
+    metrics::describe_gauge!("backup_queue_depth", "Jobs waiting per queue.");
+}
+
+/// Counts a finished run (`backup_runs_total`, its duration) and, on
+/// success, sets the target's gauges.
+pub fn record_run(run: &BackupRun) {
+    let labels = metric_labels(run);
+    let mut with_status = labels.to_vec();
+    with_status.push(("status", run.status.as_str().to_string()));
+    metrics::counter!("backup_runs_total", &with_status).increment(1);
+    if let Some(seconds) = run.duration_seconds {
+        metrics::histogram!("backup_run_duration_seconds", &labels).record(seconds);
+    }
+    if run.status == RunStatus::Success {
+        record_success(run);
+    }
+}
+
+fn metric_labels(run: &BackupRun) -> [(&'static str, String); 2] {
+    [
+        ("type", run.backup_type.as_str().to_string()),
+        ("target", run.target.clone()),
+    ]
+}
+
+/// Sets the per-target gauges of a successful run: its time
+/// (`backup_last_success_timestamp_seconds`) and artifact size.
+pub fn record_success(run: &BackupRun) {
+    let labels = metric_labels(run);
+    if let Some(size) = run.size_bytes {
+        metrics::gauge!("backup_artifact_bytes", &labels).set(size as f64);
+    }
+    let at = run.completed_at.unwrap_or(run.started_at);
+    metrics::gauge!("backup_last_success_timestamp_seconds", &labels).set(at.timestamp() as f64);
+}
+
+/// Shared liveness state of one worker process.
+#[derive(Clone)]
+pub struct Health {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctx: Context,
+    queue: OnceLock<(Queue, usize)>,
+    /// Queue worker kind → alive.
+    workers: Mutex<HashMap<String, bool>>,
+    scheduler: Mutex<SchedulerView>,
+}
+
+/// What the cron side of this process works from: the stored schedules it
+/// last loaded, and how far it has dispatched their fires.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SchedulerView {
+    /// The schedules loaded, by name; none before the first load.
+    pub schedules: Option<Vec<ScheduleView>>,
+    /// Every fire time up to this one has been dispatched (or found
+    /// dispatched by another replica).
+    pub checked_until: Option<DateTime<Utc>>,
+}
+
+/// One loaded schedule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScheduleView {
+    /// Its name.
+    pub name: String,
+    /// Its cron expression.
+    pub cron: String,
+    /// Whether it fires.
+    pub enabled: bool,
+}
+
+impl Health {
+    /// The liveness of a process working with `ctx`.
+    pub fn new(ctx: Context) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                ctx,
+                queue: OnceLock::new(),
+                workers: Mutex::new(HashMap::new()),
+                scheduler: Mutex::new(SchedulerView::default()),
+            }),
+        }
+    }
+
+    /// The cron side loaded these schedules.
+    pub fn schedules_loaded(&self, schedules: &[StoredSchedule]) {
+        let loaded = schedules
+            .iter()
+            .map(|s| ScheduleView {
+                name: s.schedule.name.clone(),
+                cron: s.schedule.cron.as_str().to_string(),
+                enabled: s.schedule.enabled,
+            })
+            .collect();
+        self.scheduler().schedules = Some(loaded);
+    }
+
+    /// The cron side dispatched every fire up to `until`.
+    pub fn fires_checked(&self, until: DateTime<Utc>) {
+        self.scheduler().checked_until = Some(until);
+    }
+
+    /// What the cron side works from, for `/healthz`.
+    pub fn scheduler_view(&self) -> SchedulerView {
+        self.scheduler().clone()
+    }
+
+    fn scheduler(&self) -> std::sync::MutexGuard<'_, SchedulerView> {
+        self.inner
+            .scheduler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queue mode: Redis must answer and `workers` queue workers be alive.
+    pub fn set_queue(&self, queue: Queue, workers: usize) {
+        let _ = self.inner.queue.set((queue, workers));
+    }
+
+    /// Sets the last-success gauges from history, so a restarted worker
+    /// reports them before its first run.
+    pub async fn seed_last_success(&self) {
+        let ctx = &self.inner.ctx;
+        let targets = ctx
+            .settings
+            .targets(&[BackupType::Database, BackupType::Media], None)
+            .unwrap_or_default();
+        for target in targets {
+            let filter = RunFilter {
+                status: Some(RunStatus::Success),
+                backup_type: Some(target.backup_type()),
+                target: Some(target.name().to_string()),
+                limit: 1,
+                ..RunFilter::default()
+            };
+            match ctx.history.list(&filter).await {
+                Ok(runs) => runs.iter().for_each(record_success),
+                Err(e) => tracing::warn!(error = %e, "cannot read the last successful runs"),
+            }
+        }
+    }
+
+    /// Tracks queue workers from apalis events (names are
+    /// `{host}-{pid}:{kind}:{restarts}`).
+    pub fn on_worker_event(&self, name: &str, event: &Event) {
+        let kind = name.split(':').rev().nth(1).unwrap_or(name).to_string();
+        let alive = match event {
+            Event::Start => true,
+            Event::Stop | Event::Exit => false,
+            Event::Error(e) => {
+                tracing::warn!(worker = name, error = %e, "queue worker error");
+                return;
+            }
+            _ => return,
+        };
+        tracing::info!(
+            worker = name,
+            alive,
+            "queue worker {}",
+            if alive { "started" } else { "stopped" }
+        );
+        self.inner
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(kind, alive);
+    }
+
+    /// Problems that make the worker unhealthy; empty when healthy.
+    pub async fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let timeout = Duration::from_secs(3);
+        match tokio::time::timeout(timeout, self.inner.ctx.history.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => problems.push(format!("history: {e}")),
+            Err(_) => problems.push("history: no answer within 3 s".into()),
+        }
+        if let Some((queue, expected)) = self.inner.queue.get() {
+            match tokio::time::timeout(timeout, queue.ping()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => problems.push(format!("queue: {e}")),
+                Err(_) => problems.push("queue: no answer within 3 s".into()),
+            }
+            let alive = self
+                .inner
+                .workers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .filter(|a| **a)
+                .count();
+            if alive < *expected {
+                problems.push(format!("{alive} of {expected} queue workers alive"));
+            }
+        }
+        problems
+    }
+
+    /// Sets `backup_queue_depth` of each queue, in queue mode.
+    pub async fn refresh_queue_depths(&self) {
+        let Some((queue, _)) = self.inner.queue.get() else {
+            return;
+        };
+        for kind in [queue::DATABASE, queue::MEDIA, queue::MAINTENANCE] {
+            match queue.depth(kind).await {
+                Ok(depth) => {
+                    metrics::gauge!("backup_queue_depth", "queue" => kind).set(depth as f64)
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read queue depth"),
+            }
+        }
+    }
+}

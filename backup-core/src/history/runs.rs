@@ -1,0 +1,395 @@
+//! Backup runs: one row per attempt, from `running` to `success` or
+//! `failed`, with its artifact, checksum, notification and verification.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::pool::{History, HistoryError, on_pool, truncate};
+use crate::model::{BackupType, RunStatus, Trigger};
+
+/// One backup run, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct BackupRun {
+    /// Run id.
+    pub id: i64,
+    /// `database` or `media`.
+    #[sqlx(try_from = "String")]
+    pub backup_type: BackupType,
+    /// Target name.
+    pub target: String,
+    /// `running`, `success` or `failed`.
+    #[sqlx(try_from = "String")]
+    pub status: RunStatus,
+    /// `manual`, `schedule` or `catch_up`.
+    #[sqlx(try_from = "String")]
+    pub trigger: Trigger,
+    /// The fire time this run is for, when scheduled.
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// Queue task id, when run by a worker.
+    pub task_id: Option<String>,
+    /// Attempt number, from 1.
+    pub attempt: i64,
+    /// `host:pid` of the process that ran it.
+    pub worker: String,
+    /// Start time.
+    pub started_at: DateTime<Utc>,
+    /// End time, once finished.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Wall time in seconds, once finished.
+    pub duration_seconds: Option<f64>,
+    /// Why it failed; empty on success.
+    pub error_message: String,
+    /// Storage key of the artifact, on success.
+    pub artifact: Option<String>,
+    /// Artifact size in bytes, on success.
+    pub size_bytes: Option<i64>,
+    /// Artifact sha256, on success.
+    pub sha256: Option<String>,
+    /// The mail about this run: `sent`, `failed: <reason>` or `skipped`;
+    /// none while running and on retried attempts.
+    pub notification: Option<String>,
+    /// When its artifact was last verified (`backup-cli verify`).
+    pub verified_at: Option<DateTime<Utc>>,
+    /// That verification's outcome: `ok` or `failed: <reason>`.
+    pub verify_result: Option<String>,
+}
+
+/// The fields of a run known when it starts.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// What is backed up.
+    pub backup_type: BackupType,
+    /// Target name.
+    pub target: String,
+    /// Why.
+    pub trigger: Trigger,
+    /// Fire time, when scheduled.
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// Queue task id, when queued.
+    pub task_id: Option<String>,
+    /// Attempt number, from 1.
+    pub attempt: i64,
+    /// `host:pid`.
+    pub worker: String,
+    /// Start time.
+    pub started_at: DateTime<Utc>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A complete artifact was stored.
+    Success {
+        /// Storage key.
+        artifact: String,
+        /// Size in bytes.
+        size_bytes: u64,
+        /// sha256 hex.
+        sha256: String,
+    },
+    /// No artifact; the one-line cause (already redacted).
+    Failed {
+        /// Error message.
+        error: String,
+    },
+}
+
+/// Filters for [`History::list`].
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only runs with this status.
+    pub status: Option<RunStatus>,
+    /// Only runs of this type.
+    pub backup_type: Option<BackupType>,
+    /// Only runs of this target.
+    pub target: Option<String>,
+    /// Only runs started at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only runs whose error message contains this text (case-insensitive).
+    pub search: Option<String>,
+    /// At most this many, newest first.
+    pub limit: i64,
+}
+
+/// Every column of `backup_runs`, as one literal (sqlx only takes static
+/// SQL without an audit wrapper).
+macro_rules! run_columns {
+    () => {
+        concat!(
+            "id, backup_type, target, status, \"trigger\", scheduled_for, task_id, attempt, ",
+            "worker, started_at, completed_at, duration_seconds, error_message, artifact, ",
+            "size_bytes, sha256, notification, verified_at, verify_result"
+        )
+    };
+}
+
+/// `SELECT <every column> FROM backup_runs` followed by the given clause.
+macro_rules! select_run {
+    ($rest:literal) => {
+        concat!("SELECT ", run_columns!(), " FROM backup_runs ", $rest)
+    };
+}
+
+impl History {
+    /// Records a run as `running` and returns it as stored, with its id.
+    ///
+    /// # Errors
+    ///
+    /// When the insert fails.
+    pub async fn start(&self, run: &NewRun) -> Result<BackupRun, HistoryError> {
+        let sql = concat!(
+            "INSERT INTO backup_runs (backup_type, target, status, \"trigger\", scheduled_for, ",
+            "task_id, attempt, worker, started_at, error_message) ",
+            "VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, '') RETURNING ",
+            run_columns!()
+        );
+        on_pool!(self, pool => sqlx::query_as(sql)
+            .bind(run.backup_type.as_str())
+            .bind(&run.target)
+            .bind(run.trigger.as_str())
+            .bind(run.scheduled_for.map(truncate))
+            .bind(&run.task_id)
+            .bind(run.attempt)
+            .bind(&run.worker)
+            .bind(truncate(run.started_at))
+            .fetch_one(pool)
+            .await)
+        .map_err(|source| HistoryError::Query {
+            what: "recording a run start",
+            source,
+        })
+    }
+
+    /// Finishes a running run as `success` or `failed` and returns it as
+    /// stored.
+    ///
+    /// # Errors
+    ///
+    /// When the update fails, or [`HistoryError::NotFound`] when the run no
+    /// longer exists or was already finished (by lost-run repair, say).
+    pub async fn finish(
+        &self,
+        run: &BackupRun,
+        completed_at: DateTime<Utc>,
+        outcome: &Outcome,
+    ) -> Result<BackupRun, HistoryError> {
+        let completed_at = truncate(completed_at);
+        let duration = (completed_at - run.started_at)
+            .num_microseconds()
+            .unwrap_or(0) as f64
+            / 1e6;
+        let (status, error, artifact, size, sha) = match outcome {
+            Outcome::Success {
+                artifact,
+                size_bytes,
+                sha256,
+            } => (
+                RunStatus::Success,
+                "",
+                Some(artifact.as_str()),
+                Some(*size_bytes as i64),
+                Some(sha256.as_str()),
+            ),
+            Outcome::Failed { error } => (RunStatus::Failed, error.as_str(), None, None, None),
+        };
+        let sql = concat!(
+            "UPDATE backup_runs SET status = $1, completed_at = $2, duration_seconds = $3, ",
+            "error_message = $4, artifact = $5, size_bytes = $6, sha256 = $7 ",
+            "WHERE id = $8 AND status = 'running' RETURNING ",
+            run_columns!()
+        );
+        let finished: Option<BackupRun> = on_pool!(self, pool => sqlx::query_as(sql)
+            .bind(status.as_str())
+            .bind(completed_at)
+            .bind(duration)
+            .bind(error)
+            .bind(artifact)
+            .bind(size)
+            .bind(sha)
+            .bind(run.id)
+            .fetch_optional(pool)
+            .await)
+        .map_err(|source| HistoryError::Query {
+            what: "recording a run end",
+            source,
+        })?;
+        finished.ok_or(HistoryError::NotFound(run.id))
+    }
+
+    /// One run by id.
+    ///
+    /// # Errors
+    ///
+    /// [`HistoryError::NotFound`] when there is no such run.
+    pub async fn get(&self, id: i64) -> Result<BackupRun, HistoryError> {
+        let sql = select_run!("WHERE id = $1");
+        let row: Option<BackupRun> =
+            on_pool!(self, pool => sqlx::query_as(sql).bind(id).fetch_optional(pool).await)
+                .map_err(|source| HistoryError::Query {
+                    what: "reading a run",
+                    source,
+                })?;
+        row.ok_or(HistoryError::NotFound(id))
+    }
+
+    /// Runs matching `filter`, newest first.
+    ///
+    /// # Errors
+    ///
+    /// When the query fails.
+    pub async fn list(&self, filter: &RunFilter) -> Result<Vec<BackupRun>, HistoryError> {
+        let sql = select_run!(
+            "WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR backup_type = $2) \
+             AND ($3 IS NULL OR target = $3) AND ($4 IS NULL OR started_at >= $4) \
+             AND ($5 IS NULL OR lower(error_message) LIKE $5 ESCAPE '\\') \
+             ORDER BY started_at DESC, id DESC LIMIT $6"
+        );
+        let pattern = filter.search.as_ref().map(|s| {
+            let escaped = s
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        on_pool!(self, pool => sqlx::query_as(sql)
+            .bind(filter.status.map(RunStatus::as_str))
+            .bind(filter.backup_type.map(BackupType::as_str))
+            .bind(&filter.target)
+            .bind(filter.since.map(truncate))
+            .bind(&pattern)
+            .bind(filter.limit)
+            .fetch_all(pool)
+            .await)
+        .map_err(|source| HistoryError::Query {
+            what: "listing runs",
+            source,
+        })
+    }
+
+    /// Runs that started before `cutoff`, oldest first: the plan of a
+    /// history cleanup.
+    ///
+    /// # Errors
+    ///
+    /// When the query fails.
+    pub async fn started_before(
+        &self,
+        cutoff: DateTime<Utc>,
+    ) -> Result<Vec<BackupRun>, HistoryError> {
+        let sql = select_run!("WHERE started_at < $1 ORDER BY started_at, id");
+        on_pool!(self, pool => sqlx::query_as(sql).bind(truncate(cutoff)).fetch_all(pool).await)
+            .map_err(|source| HistoryError::Query {
+                what: "listing old runs",
+                source,
+            })
+    }
+
+    /// Deletes the given runs in one transaction; returns how many went.
+    ///
+    /// # Errors
+    ///
+    /// When the delete fails (then none are deleted).
+    pub async fn delete(&self, ids: &[i64]) -> Result<u64, HistoryError> {
+        let err = |source| HistoryError::Query {
+            what: "deleting runs",
+            source,
+        };
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await.map_err(err)?;
+            let mut deleted = 0;
+            for id in ids {
+                deleted += sqlx::query("DELETE FROM backup_runs WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?
+                    .rows_affected();
+            }
+            tx.commit().await.map_err(err)?;
+            Ok(deleted)
+        })
+    }
+
+    /// Records the outcome of verifying a run's artifact.
+    ///
+    /// # Errors
+    ///
+    /// When the update fails.
+    pub async fn set_verified(
+        &self,
+        id: i64,
+        at: DateTime<Utc>,
+        result: &str,
+    ) -> Result<(), HistoryError> {
+        let sql = "UPDATE backup_runs SET verified_at = $2, verify_result = $3 WHERE id = $1";
+        on_pool!(self, pool => sqlx::query(sql).bind(id).bind(truncate(at)).bind(result).execute(pool).await.map(|_| ()))
+            .map(|_| ())
+            .map_err(|source| HistoryError::Query {
+                what: "recording a verification",
+                source,
+            })
+    }
+
+    /// Records what became of the run's notification.
+    ///
+    /// # Errors
+    ///
+    /// When the update fails.
+    pub async fn set_notification(&self, id: i64, notification: &str) -> Result<(), HistoryError> {
+        let sql = "UPDATE backup_runs SET notification = $2 WHERE id = $1";
+        on_pool!(self, pool => sqlx::query(sql).bind(id).bind(notification).execute(pool).await.map(|_| ()))
+            .map(|_| ())
+            .map_err(|source| HistoryError::Query {
+                what: "recording a run's notification",
+                source,
+            })
+    }
+
+    /// Marks a running run as alive at `at`.
+    ///
+    /// # Errors
+    ///
+    /// When the update fails.
+    pub async fn beat(&self, id: i64, at: DateTime<Utc>) -> Result<(), HistoryError> {
+        let sql = "UPDATE backup_runs SET heartbeat_at = $2 WHERE id = $1 AND status = 'running'";
+        on_pool!(self, pool => sqlx::query(sql).bind(id).bind(truncate(at)).execute(pool).await.map(|_| ()))
+            .map(|_| ())
+            .map_err(|source| HistoryError::Query {
+                what: "recording a run heartbeat",
+                source,
+            })
+    }
+
+    /// Every run of one queue task, oldest first: its attempts so far.
+    ///
+    /// # Errors
+    ///
+    /// When the query fails.
+    pub async fn task_runs(&self, task_id: &str) -> Result<Vec<BackupRun>, HistoryError> {
+        let sql = select_run!("WHERE task_id = $1 ORDER BY id");
+        on_pool!(self, pool => sqlx::query_as(sql).bind(task_id).fetch_all(pool).await).map_err(
+            |source| HistoryError::Query {
+                what: "reading a task's runs",
+                source,
+            },
+        )
+    }
+
+    /// Running runs whose last sign of life (heartbeat, else start) is
+    /// older than `cutoff`: their process is gone.
+    ///
+    /// # Errors
+    ///
+    /// When the query fails.
+    pub async fn lost_runs(&self, cutoff: DateTime<Utc>) -> Result<Vec<BackupRun>, HistoryError> {
+        let sql = select_run!(
+            "WHERE status = 'running' AND COALESCE(heartbeat_at, started_at) < $1 ORDER BY id"
+        );
+        on_pool!(self, pool => sqlx::query_as(sql).bind(truncate(cutoff)).fetch_all(pool).await)
+            .map_err(|source| HistoryError::Query {
+                what: "looking for lost runs",
+                source,
+            })
+    }
+}

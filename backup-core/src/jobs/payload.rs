@@ -1,0 +1,60 @@
+//! The jobs as queued: a backup of one target, and the scheduled chores.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{BackupType, Trigger};
+
+/// A backup of one target, as queued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupJob {
+    /// What to back up.
+    pub backup_type: BackupType,
+    /// The target's name.
+    pub target: String,
+    /// Manual, scheduled or catch-up.
+    pub trigger: Trigger,
+    /// The fire time, when scheduled.
+    pub scheduled_for: Option<DateTime<Utc>>,
+}
+
+impl BackupJob {
+    /// The key that makes a scheduled fire enqueue once across replicas:
+    /// schedule, target and fire time. Manual jobs have none.
+    pub fn idempotency_key(&self, schedule: &str) -> Option<String> {
+        self.scheduled_for
+            .map(|at| format!("{schedule}:{}:{}", self.target, at.timestamp()))
+    }
+}
+
+/// A scheduled chore: the daily maintenance, or the verification of the
+/// newest artifacts (`verify_schedule`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceJob {
+    /// Its fire time.
+    pub scheduled_for: DateTime<Utc>,
+    /// Which chore.
+    #[serde(default)]
+    pub chore: Chore,
+}
+
+/// The chores the maintenance queue runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Chore {
+    /// History cleanup, lost runs, partial uploads.
+    #[default]
+    Maintenance,
+    /// Verify the newest artifact of each target, drill restores.
+    Verify,
+}
+
+impl Chore {
+    /// Its name, as in idempotency keys and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Chore::Maintenance => "maintenance",
+            Chore::Verify => "verify",
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! Why a restore or a verification cannot go on.
+
+/// Why a restore or a verification cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The run, artifact or manifest asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The restore would do something the user did not agree to, or that
+    /// cannot work (another engine, a non-empty directory, tables present).
+    #[error("{0}")]
+    Refused(String),
+    /// The artifact is not what its manifest says.
+    #[error("artifact {key} is damaged: {what}")]
+    Damaged {
+        /// The artifact's key.
+        key: String,
+        /// What differs.
+        what: String,
+    },
+}

@@ -1,0 +1,160 @@
+//! Finding the backup to restore or verify: by run, by artifact key, or the
+//! newest of a target, through its manifest.
+
+use super::error::RestoreError;
+use crate::{
+    Error,
+    context::Context,
+    history::HistoryError,
+    model::{BackupType, RunStatus},
+    storage::{MANIFEST_SUFFIX, Manifest},
+};
+
+/// Which backup to restore.
+#[derive(Debug, Clone)]
+pub enum Pick {
+    /// The artifact of this backup run.
+    Run(i64),
+    /// The newest complete artifact of the target.
+    Latest,
+    /// This artifact key.
+    Artifact(String),
+}
+
+/// Which backup: one of `--run`, `--latest` (the default) and
+/// `--artifact`. The flags of every command that picks one backup.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+#[cfg_attr(feature = "clap", group(multiple = false))]
+pub struct Which {
+    /// The artifact of this backup run.
+    #[cfg_attr(feature = "clap", arg(long, value_name = "ID"))]
+    pub run: Option<i64>,
+    /// The newest complete backup of the target (the default).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub latest: bool,
+    /// This artifact key (see `artifacts list`).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "KEY"))]
+    pub artifact: Option<String>,
+}
+
+impl Which {
+    /// The backup these flags name.
+    pub fn pick(&self) -> Pick {
+        match (&self.run, &self.artifact) {
+            (Some(id), _) => Pick::Run(*id),
+            (_, Some(key)) => Pick::Artifact(key.clone()),
+            _ => Pick::Latest,
+        }
+    }
+}
+
+/// The manifest of the backup `pick` names, for a target of `backup_type`.
+///
+/// # Errors
+///
+/// [`RestoreError::NotFound`] naming what is missing, or a storage/history
+/// failure.
+pub async fn find(
+    ctx: &Context,
+    backup_type: BackupType,
+    target: Option<&str>,
+    pick: &Pick,
+) -> Result<Manifest, Error> {
+    let not_found = |msg: String| Error::from(RestoreError::NotFound(msg));
+    let manifest = match pick {
+        Pick::Artifact(key) => {
+            let key = key.strip_suffix(MANIFEST_SUFFIX).unwrap_or(key);
+            manifest_of(ctx, key).await?
+        }
+        Pick::Run(id) => {
+            let run = match ctx.history.get(*id).await {
+                Ok(run) => run,
+                Err(HistoryError::NotFound(_)) => {
+                    return Err(not_found(format!(
+                        "no backup run with id {id}; see `backup-cli runs list`"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let Some(key) = run
+                .artifact
+                .as_deref()
+                .filter(|_| run.status == RunStatus::Success)
+            else {
+                return Err(not_found(format!(
+                    "run {id} did not succeed ({}); it has no artifact to restore",
+                    run.status
+                )));
+            };
+            manifest_of(ctx, key).await?
+        }
+        Pick::Latest => {
+            let target = match target {
+                Some(t) => t.to_string(),
+                None => only_target(ctx, backup_type)?,
+            };
+            ctx.storage
+                .manifests(Some(backup_type), Some(&target))
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| {
+                    not_found(format!(
+                        "storage holds no complete {backup_type} backup of {target:?}; see `backup-cli artifacts list`"
+                    ))
+                })?
+        }
+    };
+    if manifest.backup_type != backup_type {
+        return Err(RestoreError::Refused(format!(
+            "{} is a {} backup, not a {backup_type} one",
+            manifest.artifact, manifest.backup_type
+        ))
+        .into());
+    }
+    if let Some(target) = target
+        && manifest.target != target
+    {
+        return Err(RestoreError::Refused(format!(
+            "{} is a backup of {:?}, not of {target:?}",
+            manifest.artifact, manifest.target
+        ))
+        .into());
+    }
+    Ok(manifest)
+}
+
+/// The manifest beside `key`, or why there is none.
+pub(crate) async fn manifest_of(ctx: &Context, key: &str) -> Result<Manifest, Error> {
+    if let Some(manifest) = ctx.storage.manifest(key).await? {
+        return Ok(manifest);
+    }
+    let why = if ctx.storage.exists(key).await? {
+        format!(
+            "{key} has no manifest ({key}{MANIFEST_SUFFIX}): it is not a complete backup, and its \
+             checksum cannot be checked"
+        )
+    } else {
+        format!("{key} is not in storage (deleted by retention?); see `backup-cli artifacts list`")
+    };
+    Err(RestoreError::NotFound(why).into())
+}
+
+/// The one configured target of a type, when `--target` was not given.
+fn only_target(ctx: &Context, backup_type: BackupType) -> Result<String, Error> {
+    let names: Vec<String> = ctx
+        .settings
+        .targets(&[backup_type], None)?
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect();
+    match names.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err(RestoreError::Refused(format!(
+            "several {backup_type} targets are configured ({}); choose one with --target",
+            names.join(", ")
+        ))
+        .into()),
+    }
+}

@@ -1,0 +1,87 @@
+//! Storage failures, worded for people.
+
+use opendal::ErrorKind;
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The storage could not be set up from the configuration.
+    #[error("cannot open storage {url}: {source}")]
+    Open {
+        /// Storage URL (no secrets).
+        url: String,
+        /// OpenDAL's error.
+        #[source]
+        source: Box<opendal::Error>,
+    },
+    /// An operation on a key failed.
+    #[error("storage {op} of {key} failed: {}", describe(source))]
+    Op {
+        /// What was attempted (write, read, list, delete).
+        op: &'static str,
+        /// The key.
+        key: String,
+        /// OpenDAL's error.
+        #[source]
+        source: Box<opendal::Error>,
+    },
+    /// A local file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A manifest could not be parsed.
+    #[error("manifest {key} is not valid: {message}")]
+    BadManifest {
+        /// The manifest key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// OpenDAL errors print their whole context (and, for HTTP, long bodies);
+/// keep the kind and the message a person needs.
+pub(crate) fn describe(e: &opendal::Error) -> String {
+    let hint = match e.kind() {
+        ErrorKind::PermissionDenied => "; check the credentials and the permissions on the target",
+        ErrorKind::NotFound => "; check that the bucket or directory exists",
+        _ => "",
+    };
+    format!(
+        "{} ({}){hint}",
+        e.message().lines().next().unwrap_or_default(),
+        e.kind()
+    )
+}
+
+/// Maps an OpenDAL error of operation `op` on `key`.
+pub(crate) fn op_err(
+    op: &'static str,
+    key: impl Into<String>,
+) -> impl FnOnce(opendal::Error) -> StorageError {
+    let key = key.into();
+    move |source| StorageError::Op {
+        op,
+        key,
+        source: Box::new(source),
+    }
+}
+
+impl StorageError {
+    /// Whether retrying cannot help (permissions, configuration).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            StorageError::Open { .. } | StorageError::BadManifest { .. } => true,
+            StorageError::Op { source, .. } => matches!(
+                source.kind(),
+                ErrorKind::PermissionDenied | ErrorKind::ConfigInvalid | ErrorKind::NotFound
+            ),
+            StorageError::Io { .. } => false,
+        }
+    }
+}
