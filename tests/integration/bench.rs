@@ -1,15 +1,18 @@
 //! The benchmark harness (`bench/run.sh`) in its quick mode, once, so that it
 //! does not rot. Nothing here looks at a time: it checks that every section
-//! ran against the real services and made it into the report.
+//! ran against the real services and reported its figures.
 
 use std::process::Command;
+
+use serde_json::Value;
 
 use crate::support::*;
 
 #[test]
 fn the_benchmark_harness_runs_every_section_in_quick_mode() {
     let sandbox = Sandbox::new();
-    let out = sandbox.path().join("BENCHMARKS.md");
+    let report = sandbox.path().join("BENCHMARKS.md");
+    let figures = sandbox.path().join("figures.json");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root");
@@ -23,7 +26,9 @@ fn the_benchmark_harness_runs_every_section_in_quick_mode() {
         .arg("--work")
         .arg(sandbox.path().join("work"))
         .arg("--out")
-        .arg(&out)
+        .arg(&report)
+        .arg("--json")
+        .arg(&figures)
         .env("BENCH_SKIP_SETUP", "1")
         .current_dir(root)
         .output()
@@ -33,37 +38,57 @@ fn the_benchmark_harness_runs_every_section_in_quick_mode() {
         run.status.success(),
         "bench/run.sh --quick failed:\n{stderr}"
     );
+    assert!(report.is_file(), "no report was written");
 
-    let report = std::fs::read_to_string(&out).expect("the report was written");
+    let figures: Value =
+        serde_json::from_str(&std::fs::read_to_string(&figures).expect("figures written"))
+            .expect("figures are JSON");
+    // Every pair ran both sides, with a peak RSS for our process.
+    let pairs = figures["pairs"].as_array().expect("pairs");
+    let titles: Vec<&str> = pairs.iter().filter_map(|p| p["title"].as_str()).collect();
     for section in [
-        "### 1. PostgreSQL backup",
-        "### 2. MariaDB backup",
-        "### 3. Media backup",
-        "### 4. PostgreSQL restore",
-        "### 5. Media restore",
-        "### 6. PostgreSQL backup to S3",
-        "### Memory against database size",
-        "### Idle worker",
-        "### Fire-to-start latency",
+        "1. PostgreSQL backup",
+        "2. MariaDB backup",
+        "3. Media backup",
+        "4. PostgreSQL restore",
+        "5. Media restore",
+        "6. PostgreSQL backup to S3",
     ] {
-        assert!(report.contains(section), "no {section:?} in:\n{report}");
+        assert!(
+            titles.iter().any(|t| t.starts_with(section)),
+            "{section:?} did not run: {titles:?}"
+        );
     }
-    // Every pair has both sides measured, with a peak RSS for our process.
-    assert_eq!(report.matches("Ratio: **").count(), 6, "{report}");
-    assert_eq!(report.matches("| `backup-cli ").count(), 7, "{report}");
-    assert!(report.contains("| queue (Redis) |"), "{report}");
-    assert!(report.contains("| single process |"), "{report}");
+    for pair in pairs {
+        for side in ["ours", "raw"] {
+            let seconds = pair[side]["seconds"].as_array().expect("seconds");
+            assert!(!seconds.is_empty(), "{side} of {pair} never ran");
+        }
+        assert!(
+            pair["ours"]["peak_rss_kb"]["backup-cli"].as_u64() > Some(0),
+            "no peak RSS of backup-cli in {pair}"
+        );
+    }
+    for memory in ["backup_small", "restore_small"] {
+        assert!(
+            figures["memory"][memory]["peak_rss_kb"]["backup-cli"].as_u64() > Some(0),
+            "memory at the small size: {}",
+            figures["memory"]
+        );
+    }
+    let modes: Vec<&str> = figures["idle"]
+        .as_array()
+        .expect("idle worker")
+        .iter()
+        .filter_map(|i| i["mode"].as_str())
+        .collect();
+    assert_eq!(modes, ["queue (Redis)", "single process"]);
 
     // Three replicas fired every second: each fire ran once, none was missed.
-    let row = report
-        .lines()
-        .skip_while(|l| !l.starts_with("| fires |"))
-        .nth(2)
-        .expect("latency row");
-    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-    assert_eq!(cells[1], "5", "fires: {row}");
-    assert_eq!(cells[5], "0", "duplicate runs: {row}");
-    assert_eq!(cells[6], "0", "missed fires: {row}");
+    let latency = &figures["latency"];
+    assert_eq!(latency["fires"], 5, "{latency}");
+    assert_eq!(latency["duplicates"], 0, "{latency}");
+    assert_eq!(latency["missed"], 0, "{latency}");
 
     // --drop-data left neither databases nor scratch files behind.
     let left = sh(&format!(

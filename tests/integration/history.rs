@@ -1,14 +1,11 @@
 //! Run history through the CLI: filters, show, cleanup with dry-run.
 
-use std::{fs, path::Path};
-
 use crate::support::*;
 
 fn sandbox_with_runs() -> Sandbox {
     let sandbox = Sandbox::new();
-    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sample.sqlite3");
-    fs::copy(&sample, sandbox.path().join("a.sqlite3")).expect("copy");
-    fs::copy(&sample, sandbox.path().join("b.sqlite3")).expect("copy");
+    sandbox.sample_db("a.sqlite3");
+    sandbox.sample_db("b.sqlite3");
     sandbox.config(
         "[database_backup]\ndatabases = [\"sqlite://a.sqlite3\", \"sqlite://b.sqlite3\", \"sqlite://Missing-C.sqlite3\"]",
     );

@@ -17,4 +17,4 @@ mod sqlite;
 mod storage;
 mod support;
 mod worker;
-mod workers;
+mod worker_support;

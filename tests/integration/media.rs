@@ -131,7 +131,7 @@ fn missing_or_non_directory_media_paths_fail_the_run_clearly() {
 #[test]
 fn backup_all_runs_both_types_and_target_picks_from_either() {
     let sandbox = Sandbox::new();
-    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sample.sqlite3");
+    let sample = sample_db();
     fs::create_dir(sandbox.path().join("uploads")).expect("dir");
     fs::write(sandbox.path().join("uploads/x.txt"), "x").expect("write");
     sandbox.config(&format!(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::{sinks::*, support::*, workers::*};
+use crate::{sinks::*, support::*, worker_support::*};
 
 const FOOTER: &str = "This is an automated message from the backup scheduler (backup-worker).";
 
@@ -18,11 +18,6 @@ fn smtp(sink: &SmtpSink, extra: &str) -> String {
          timeout_seconds = 5\n{extra}\n",
         sink.port
     )
-}
-
-/// Copies the sample SQLite database into the sandbox as `app.sqlite3`.
-fn sample(sandbox: &Sandbox) {
-    std::fs::copy(sample_db(), sandbox.path().join("app.sqlite3")).expect("copy sample db");
 }
 
 /// `[database_backup]` with one SQLite target per name, all the sample db.
@@ -57,7 +52,7 @@ fn run_json(sandbox: &Sandbox, id: &Value) -> Value {
 fn a_batch_of_targets_sends_one_success_mail_per_run_in_the_reference_format() {
     let sink = SmtpSink::start(SmtpOptions::default());
     let sandbox = Sandbox::new();
-    sample(&sandbox);
+    sandbox.sample_db("app.sqlite3");
     sandbox.config(&format!(
         "environment = \"prod\"\ntimezone = \"Europe/Rome\"\n\
          notification_emails = [\"ops@example.com\", \"dba@example.com\"]\n\
@@ -200,7 +195,7 @@ fn only_mail(sink: &SmtpSink) -> Mail {
 fn toggles_and_missing_recipients_skip_the_mail_and_say_so() {
     let sink = SmtpSink::start(SmtpOptions::default());
     let sandbox = Sandbox::new();
-    sample(&sandbox);
+    sandbox.sample_db("app.sqlite3");
     let missing = unique("missing");
     let targets = format!(
         "[database_backup]\ndatabases = [{{ name = \"app\", url = \"sqlite://app.sqlite3\" }}, \
@@ -247,7 +242,7 @@ fn toggles_and_missing_recipients_skip_the_mail_and_say_so() {
 #[test]
 fn an_smtp_server_that_is_down_refuses_login_or_stalls_never_changes_the_backup() {
     let sandbox = Sandbox::new();
-    sample(&sandbox);
+    sandbox.sample_db("app.sqlite3");
     let targets = sqlite_targets(&["app"]);
     let backup = |smtp: &str| {
         sandbox.config(&format!(
@@ -333,7 +328,7 @@ fn starttls_with_a_private_ca_and_login_sends_and_an_unknown_ca_is_refused() {
         ..SmtpOptions::default()
     });
     let sandbox = Sandbox::new();
-    sample(&sandbox);
+    sandbox.sample_db("app.sqlite3");
     let targets = sqlite_targets(&["app"]);
     let config = |extra: &str| {
         sandbox.config(&format!(
@@ -389,7 +384,7 @@ fn starttls_with_a_private_ca_and_login_sends_and_an_unknown_ca_is_refused() {
 fn webhooks_and_pings_follow_the_run_and_their_failures_change_nothing() {
     let http = HttpSink::start();
     let sandbox = Sandbox::new();
-    sample(&sandbox);
+    sandbox.sample_db("app.sqlite3");
     sandbox.config(&format!(
         "environment = \"prod\"\n\n\
          [[webhooks]]\nurl = \"{}\"\non = [\"success\", \"failure\"]\n\n\

@@ -56,12 +56,6 @@ pub fn digest(db: &str) -> String {
     )
 }
 
-fn artifact_path(sandbox: &Sandbox, run: &Value) -> std::path::PathBuf {
-    sandbox
-        .storage()
-        .join(run["artifact"].as_str().expect("artifact key"))
-}
-
 #[test]
 fn backup_restores_identical_data_and_records_a_complete_run() {
     let source = PgDb::create();
@@ -92,7 +86,7 @@ fn backup_restores_identical_data_and_records_a_complete_run() {
     assert_eq!(run["attempt"], 1);
     assert_eq!(run["notification"], "skipped", "no [smtp] here");
 
-    let artifact = artifact_path(&sandbox, run);
+    let artifact = sandbox.artifact_path(run);
     let key = run["artifact"].as_str().expect("key");
     assert!(
         key.starts_with(&format!("database/{0}/{0}-", source.name)) && key.ends_with(".dump.zst"),
@@ -166,7 +160,7 @@ fn gzip_and_uncompressed_artifacts_restore_with_standard_tools() {
         let restored = PgDb::create();
         sh(&format!(
             "{decompress} '{}' | pg_restore --no-owner --exit-on-error -h 127.0.0.1 -U postgres -d {}",
-            artifact_path(&sandbox, run).display(),
+            sandbox.artifact_path(run).display(),
             restored.name
         ));
         assert_eq!(digest(&restored.name), digest(&source.name), "{codec}");

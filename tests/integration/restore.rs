@@ -14,12 +14,6 @@ fn backup(sandbox: &Sandbox, kind: &str) -> Value {
     out.json()[0].clone()
 }
 
-fn artifact(sandbox: &Sandbox, run: &Value) -> std::path::PathBuf {
-    sandbox
-        .storage()
-        .join(run["artifact"].as_str().expect("artifact"))
-}
-
 /// Flips one byte in the middle of a file.
 fn flip_byte(path: &Path) {
     let mut bytes = fs::read(path).expect("read");
@@ -193,8 +187,7 @@ fn sqlite_restores_through_s3_and_a_damaged_artifact_leaves_the_old_file() {
     let s3 = s3();
     let bucket = s3.bucket();
     let sandbox = Sandbox::new();
-    let db = sandbox.path().join("app.sqlite3");
-    fs::copy(sample_db(), &db).expect("copy");
+    let db = sandbox.sample_db("app.sqlite3");
     sandbox.raw_config(&format!(
         "[history]\nurl = \"sqlite://history.db\"\n[storage]\nurl = \"s3://{bucket}/b\"\n\
          endpoint = \"{}\"\nregion = \"us-east-1\"\naccess_key_id = \"{S3_ACCESS_KEY}\"\n\
@@ -294,7 +287,16 @@ fn media_round_trips_modes_mtimes_and_links_and_refuses_a_non_empty_directory() 
     ));
     symlink("photos/2026/a.jpg", media.join("latest.jpg")).expect("symlink");
     sandbox.config("[media_backup]\npaths = [\"media\"]\n");
-    backup(&sandbox, "media");
+    let run = backup(&sandbox, "media");
+
+    // Picked by its artifact key, as `restore database` picks one too.
+    let by_key = sandbox.path().join("by-key");
+    let key = run["artifact"].as_str().expect("artifact key");
+    let dir = by_key.to_str().expect("path");
+    sandbox
+        .cli(&["restore", "media", "--artifact", key, "--to", dir])
+        .success();
+    assert_eq!(tree(&by_key), tree(&media));
 
     let to = sandbox.path().join("restored");
     let out = sandbox
@@ -454,7 +456,7 @@ fn archives_reaching_outside_the_directory_are_refused_and_write_nothing() {
 #[test]
 fn verify_catches_flipped_truncated_and_manifestless_artifacts() {
     let sandbox = Sandbox::new();
-    fs::copy(sample_db(), sandbox.path().join("app.sqlite3")).expect("copy");
+    sandbox.sample_db("app.sqlite3");
     fs::create_dir(sandbox.path().join("media")).expect("media");
     fs::write(sandbox.path().join("media/a.txt"), "a").expect("file");
     sandbox.config(
@@ -475,13 +477,13 @@ fn verify_catches_flipped_truncated_and_manifestless_artifacts() {
         "{results:#}"
     );
 
-    flip_byte(&artifact(&sandbox, &runs[0]));
-    let truncated = artifact(&sandbox, &runs[1]);
+    flip_byte(&sandbox.artifact_path(&runs[0]));
+    let truncated = sandbox.artifact_path(&runs[1]);
     let bytes = fs::read(&truncated).expect("read");
     fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("truncate");
     fs::remove_file(format!(
         "{}.manifest.json",
-        artifact(&sandbox, &runs[2]).display()
+        sandbox.artifact_path(&runs[2]).display()
     ))
     .expect("remove manifest");
 
@@ -635,10 +637,10 @@ fn a_restore_drill_counts_rows_in_a_scratch_database_and_drops_it() {
 
 #[test]
 fn the_worker_verifies_on_its_schedule_drills_restores_and_mails_a_damaged_artifact() {
-    use crate::{sinks::*, workers::*};
+    use crate::{sinks::*, worker_support::*};
     let sink = SmtpSink::start(SmtpOptions::default());
     let sandbox = Sandbox::new();
-    fs::copy(sample_db(), sandbox.path().join("app.sqlite3")).expect("copy");
+    sandbox.sample_db("app.sqlite3");
     let config = |schedule: &str| {
         sandbox.config(&format!(
             "admins = [\"root@example.com\"]\n{schedule}\n\
@@ -653,7 +655,7 @@ fn the_worker_verifies_on_its_schedule_drills_restores_and_mails_a_damaged_artif
     let out = sandbox.cli(&["backup", "database", "--json"]).success();
     let runs = out.json();
     let (good, bad) = (&runs[0], &runs[1]);
-    flip_byte(&artifact(&sandbox, bad));
+    flip_byte(&sandbox.artifact_path(bad));
     // One success mail per backup run.
     assert_eq!(sink.mails().len(), 2);
 

@@ -99,8 +99,7 @@ fn unwritable_storage_fails_the_run_and_records_why() {
 #[test]
 fn retention_keeps_the_newest_artifacts_and_never_runs_after_a_failure() {
     let sandbox = Sandbox::new();
-    let db = sandbox.path().join("app.sqlite3");
-    fs::copy(sample_db(), &db).expect("copy");
+    let db = sandbox.sample_db("app.sqlite3");
     sandbox.config("[database_backup]\ndatabases = [\"sqlite://app.sqlite3\"]");
     // Sandbox::config writes [storage] itself; keep comes from the environment.
     let backup = || {

@@ -213,6 +213,23 @@ impl Sandbox {
             .into()
     }
 
+    /// Copies the sample SQLite database into the sandbox as `name`; returns
+    /// its path.
+    pub fn sample_db(&self, name: &str) -> PathBuf {
+        let path = self.path().join(name);
+        fs::copy(sample_db(), &path).expect("copy the sample database");
+        path
+    }
+
+    /// Where a run's artifact lies in the sandbox's local storage.
+    pub fn artifact_path(&self, run: &Value) -> PathBuf {
+        self.storage().join(
+            run["artifact"]
+                .as_str()
+                .expect("the run has an artifact key"),
+        )
+    }
+
     /// Every run in history, newest first, as JSON objects.
     pub fn runs(&self) -> Vec<Value> {
         let out = self

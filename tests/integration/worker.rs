@@ -6,14 +6,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::{support::*, workers::*};
+use crate::{support::*, worker_support::*};
 
 const SLOW: Duration = Duration::from_secs(90);
-
-/// Copies the sample SQLite database into the sandbox as `app.sqlite3`.
-fn app_db(sandbox: &Sandbox) {
-    std::fs::copy(sample_db(), sandbox.path().join("app.sqlite3")).expect("copy sample db");
-}
 
 const SQLITE_EVERY_2S: &str = "[database_backup]\nschedule = \"*/2 * * * * *\"\n\
      databases = [{ name = \"app\", url = \"sqlite://app.sqlite3\" }]\n";
@@ -84,7 +79,7 @@ fn task_id(out: &Run) -> String {
 fn three_replicas_run_each_fire_time_exactly_once() {
     let ns = Namespace::new();
     let sandbox = Sandbox::new();
-    app_db(&sandbox);
+    sandbox.sample_db("app.sqlite3");
     config(&sandbox, &ns.section(), None, SQLITE_EVERY_2S);
     sandbox.cli(&["schedules", "setup"]).success();
 
@@ -276,7 +271,7 @@ fn permanent_errors_are_not_retried() {
 fn trigger_enqueues_for_the_workers_and_wait_reports_the_outcome() {
     let ns = Namespace::new();
     let sandbox = Sandbox::new();
-    app_db(&sandbox);
+    sandbox.sample_db("app.sqlite3");
     std::fs::create_dir(sandbox.path().join("media")).expect("media dir");
     std::fs::write(sandbox.path().join("media/a.txt"), "hello").expect("file");
     config(
@@ -334,7 +329,7 @@ fn trigger_enqueues_for_the_workers_and_wait_reports_the_outcome() {
 #[test]
 fn trigger_without_a_queue_points_to_backup() {
     let sandbox = Sandbox::new();
-    app_db(&sandbox);
+    sandbox.sample_db("app.sqlite3");
     sandbox.config("[database_backup]\ndatabases = [\"sqlite://app.sqlite3\"]");
     let out = sandbox.cli(&["trigger", "database"]).failure();
     assert!(
@@ -353,39 +348,50 @@ fn trigger_without_a_queue_points_to_backup() {
 fn schedule_changes_reach_a_running_worker_without_a_restart() {
     let ns = Namespace::new();
     let sandbox = Sandbox::new();
-    app_db(&sandbox);
+    sandbox.sample_db("app.sqlite3");
+    let port = closed_port();
     let yearly = "[database_backup]\nschedule = \"0 0 1 1 *\"\n\
                   databases = [{ name = \"app\", url = \"sqlite://app.sqlite3\" }]\n";
-    config(&sandbox, &ns.section(), None, yearly);
+    config(&sandbox, &ns.section(), Some(port), yearly);
     sandbox.cli(&["schedules", "setup"]).success();
-    let worker = Worker::start(&sandbox, "a");
-    wait_for(SLOW, "the worker to load the schedules", || {
-        worker.log().contains("schedules loaded").then_some(())
+    let _worker = Worker::start(&sandbox, "a");
+    wait_for(SLOW, "the worker to load the yearly schedule", || {
+        (loaded_schedules(port)? == ["database 0 0 1 1 *"]).then_some(())
     });
 
-    config(&sandbox, &ns.section(), None, SQLITE_EVERY_2S);
+    config(&sandbox, &ns.section(), Some(port), SQLITE_EVERY_2S);
     let out = sandbox.cli(&["schedules", "setup"]).success();
     assert!(out.stdout.contains("updated database"), "{}", out.stdout);
-    let changed = std::time::Instant::now();
-    wait_for(Duration::from_secs(30), "a run of the new schedule", || {
+    // Reloads come every 10 s; the new schedule then fires within 2 s.
+    let first = wait_for(Duration::from_secs(30), "a run of the new schedule", || {
         successes(&sandbox).first().cloned()
     });
-    assert!(changed.elapsed() < Duration::from_secs(30));
+    assert_eq!(first["trigger"], "schedule", "{first}");
 
     sandbox.cli(&["schedules", "remove"]).success();
     wait_for(
         Duration::from_secs(30),
         "the worker to drop the schedule",
-        || worker.log().contains("\"schedules\":\"[]\"").then_some(()),
+        || loaded_schedules(port)?.is_empty().then_some(()),
     );
-    // Once dropped, no fire follows: two periods of the old schedule pass
-    // without a new run.
-    let before = sandbox.runs().len();
-    std::thread::sleep(Duration::from_secs(5));
-    assert_eq!(
-        sandbox.runs().len(),
-        before,
-        "the removed schedule still fires"
+    let dropped = Utc::now();
+    // Once dropped, no fire follows: the worker fires on past two periods
+    // of the old schedule, and none of them is run.
+    wait_for(SLOW, "the worker to look 4 s past the drop", || {
+        let until = scheduler_state(port)?["checked_until"]
+            .as_str()?
+            .parse::<DateTime<Utc>>()
+            .ok()?;
+        (until > dropped + chrono::TimeDelta::seconds(4)).then_some(())
+    });
+    let late: Vec<Value> = sandbox
+        .runs()
+        .into_iter()
+        .filter(|r| r["scheduled_for"].is_string() && time(r, "scheduled_for") > dropped)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the removed schedule still fires: {late:?}"
     );
 }
 
@@ -413,11 +419,11 @@ fn workers_survive_a_redis_restart_and_health_follows_it() {
     let mut redis = PrivateRedis::start();
     let ns = Namespace::on(&redis.url());
     let sandbox = Sandbox::new();
-    app_db(&sandbox);
+    sandbox.sample_db("app.sqlite3");
     let port = closed_port();
     config(&sandbox, &ns.section(), Some(port), SQLITE_EVERY_2S);
     sandbox.cli(&["schedules", "setup"]).success();
-    let worker = Worker::start(&sandbox, "a");
+    let _worker = Worker::start(&sandbox, "a");
     wait_for(SLOW, "/healthz 200", || {
         http_get(port, "/healthz").filter(|(c, _)| *c == 200)
     });
@@ -428,11 +434,6 @@ fn workers_survive_a_redis_restart_and_health_follows_it() {
         http_get(port, "/healthz").filter(|(c, _)| *c == 503)
     });
     assert!(body.contains("queue"), "{body}");
-    // The queue workers notice, stop, and are restarted under fresh names
-    // (a name still registered in Redis would be refused).
-    wait_for(SLOW, "the database queue worker to restart", || {
-        worker.log().contains(":database:1").then_some(())
-    });
     redis.restart();
     let restarted = Utc::now();
     wait_for(SLOW, "/healthz 200 again", || {
@@ -443,20 +444,39 @@ fn workers_survive_a_redis_restart_and_health_follows_it() {
             .into_iter()
             .find(|r| time(r, "started_at") > restarted)
     });
+    // The queue workers noticed, stopped, and were restarted under fresh
+    // names (a name still registered in Redis would be refused): the one
+    // registered now is not the first.
+    let registered = ns.redis(&[
+        "ZRANGE",
+        &format!("{}:database:workers", ns.name),
+        "0",
+        "-1",
+    ]);
+    let names: Vec<&str> = registered.lines().filter(|l| !l.is_empty()).collect();
+    assert!(
+        !names.is_empty() && names.iter().all(|n| !n.ends_with(":database:0")),
+        "database workers registered after the restart: {names:?}"
+    );
 }
 
 #[test]
 fn a_missed_fire_is_caught_up_once_when_a_worker_starts() {
     let ns = Namespace::new();
     let sandbox = Sandbox::new();
-    app_db(&sandbox);
+    sandbox.sample_db("app.sqlite3");
     let every_3s = "[database_backup]\nschedule = \"*/3 * * * * *\"\n\
                     databases = [{ name = \"app\", url = \"sqlite://app.sqlite3\" }]\n";
     config(&sandbox, &ns.section(), None, every_3s);
     sandbox.cli(&["schedules", "setup"]).success();
-    // No worker runs while at least two fire times pass.
-    let setup = Utc::now();
-    std::thread::sleep(Duration::from_secs(7));
+    // No worker ran while several fire times passed: the schedule was set
+    // up 10 s ago, and nothing has fired since.
+    let setup = Utc::now() - chrono::TimeDelta::seconds(10);
+    let at = setup.format("%Y-%m-%dT%H:%M:%S%.6f+00:00");
+    sh(&format!(
+        "sqlite3 '{}' \"UPDATE backup_schedules SET created_at = '{at}', updated_at = '{at}'\"",
+        sandbox.path().join("history.db").display()
+    ));
     let _worker = Worker::start(&sandbox, "a");
     let first = wait_for(SLOW, "a catch-up run", || {
         successes(&sandbox).first().cloned()
@@ -464,8 +484,8 @@ fn a_missed_fire_is_caught_up_once_when_a_worker_starts() {
     assert_eq!(first["trigger"], "catch_up", "{first}");
     let missed = time(&first, "scheduled_for");
     assert!(
-        missed > setup && missed <= time(&first, "started_at"),
-        "{first}"
+        missed > setup + chrono::TimeDelta::seconds(3) && missed <= time(&first, "started_at"),
+        "only the latest miss is caught up: {first}"
     );
     // Only the latest miss is caught up; then the schedule carries on.
     let second = wait_for(SLOW, "a scheduled run", || {
@@ -488,7 +508,7 @@ fn a_missed_fire_is_caught_up_once_when_a_worker_starts() {
 fn healthz_and_metrics_report_the_worker() {
     let ns = Namespace::new();
     let sandbox = Sandbox::new();
-    app_db(&sandbox);
+    sandbox.sample_db("app.sqlite3");
     let port = closed_port();
     config(
         &sandbox,
@@ -543,7 +563,7 @@ fn single_process_mode_on_postgresql_history() {
 /// Schedules run in-process (no `[queue]`); a second worker on the same
 /// history is refused; SIGTERM exits 0.
 fn single_process(sandbox: &Sandbox) {
-    app_db(sandbox);
+    sandbox.sample_db("app.sqlite3");
     sandbox.cli(&["schedules", "setup"]).success();
     let mut first = Worker::start(sandbox, "a");
     wait_for(SLOW, "2 scheduled runs", || {
@@ -579,7 +599,7 @@ fn single_process(sandbox: &Sandbox) {
 #[test]
 fn maintenance_finishes_lost_runs_and_prunes_old_history() {
     let sandbox = Sandbox::new();
-    app_db(&sandbox);
+    sandbox.sample_db("app.sqlite3");
     config(
         &sandbox,
         "",
@@ -659,4 +679,30 @@ fn backups_of_one_target_never_overlap_across_workers_and_the_cli() {
             "two backups of one target overlapped: {spans:?}"
         );
     }
+}
+
+#[test]
+fn backup_with_a_queue_it_cannot_reach_refuses_rather_than_back_up_unlocked() {
+    let sandbox = Sandbox::new();
+    sandbox.sample_db("app.sqlite3");
+    let queue = format!("[queue]\nurl = \"redis://127.0.0.1:{}\"\n", closed_port());
+    config(
+        &sandbox,
+        &queue,
+        None,
+        "[database_backup]\ndatabases = [{ name = \"app\", url = \"sqlite://app.sqlite3\" }]\n",
+    );
+    // Without the per-target lock the workers take, this backup could run
+    // beside a worker's backup of the same target.
+    let out = sandbox.cli(&["backup", "database"]).failure();
+    assert!(
+        out.stderr.contains("cannot reach the queue"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        sandbox.stored_files().is_empty(),
+        "{:?}",
+        sandbox.stored_files()
+    );
 }

@@ -176,6 +176,32 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
+/// What a worker's `/healthz` says its cron side works from: the loaded
+/// schedules (`null` before the first load) and how far it has fired them.
+pub fn scheduler_state(port: u16) -> Option<Value> {
+    let (_, body) = http_get(port, "/healthz")?;
+    let health: Value = serde_json::from_str(&body).ok()?;
+    Some(health["scheduler"].clone())
+}
+
+/// The names of the schedules a worker's cron side has loaded, once it has.
+pub fn loaded_schedules(port: u16) -> Option<Vec<String>> {
+    let state = scheduler_state(port)?;
+    let loaded = state["schedules"].as_array()?;
+    Some(
+        loaded
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {}",
+                    s["name"].as_str().unwrap_or("?"),
+                    s["cron"].as_str().unwrap_or("?")
+                )
+            })
+            .collect(),
+    )
+}
+
 /// Runs of the sandbox, oldest first.
 pub fn runs_oldest_first(sandbox: &Sandbox) -> Vec<Value> {
     let mut runs = sandbox.runs();
