@@ -16,6 +16,7 @@ Standard library only.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -966,6 +967,27 @@ def report(opts, results: dict) -> str:
     return "\n".join(lines)
 
 
+def summary(results: dict) -> dict:
+    """The figures as data (`--json`), for whoever checks them by program."""
+    def side(s: "Side | None") -> dict | None:
+        if not s:
+            return None
+        return {"label": s.cmd.label, "seconds": s.times, "peak_rss_kb": s.peaks()}
+
+    pairs = [{"title": p.title, "ours": side(p.ours), "raw": side(p.raw), "plain": side(p.plain),
+              "ratio": p.ratio(), "held_to_target": p.target} for p in results["pairs"]]
+    out: dict = {"pairs": pairs,
+                 "memory": {k: side(v) for k, v in results["memory"].items()}}
+    if "idle" in results:
+        out["idle"] = [dataclasses.asdict(i) for i in results["idle"]]
+    if "latency" in results:
+        lat: Latency = results["latency"]
+        out["latency"] = {"replicas": lat.replicas, "fires": lat.fires, "runs": len(lat.latencies),
+                          "duplicates": lat.duplicates, "missed": lat.missed,
+                          "p50_seconds": lat.pct(50), "p99_seconds": lat.pct(99)}
+    return out
+
+
 def write_report(path: Path, body: str) -> None:
     block = f"{MARK_START}\n\n{body}\n{MARK_END}"
     if path.is_file():
@@ -989,6 +1011,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, help="warm-up runs per command (default 1; quick 0)")
     ap.add_argument("--only", help=f"comma-separated sections of {','.join(SECTIONS)}")
     ap.add_argument("--out", type=Path, help="report file (default BENCHMARKS.md; quick: WORK/BENCHMARKS.md)")
+    ap.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     ap.add_argument("--work", type=Path, help="scratch directory (default /tmp/backup-bench[-quick])")
     ap.add_argument("--bin-dir", type=Path, required=True, help="directory of backup-cli and backup-worker")
     ap.add_argument("--prefix", help="prefix of databases and Redis keys (default bench; quick benchq)")
@@ -1019,6 +1042,8 @@ def main() -> None:
     results = run_all(opts)
     body = report(opts, results)
     write_report(opts.out, body)
+    if opts.json:
+        opts.json.write_text(json.dumps(summary(results), indent=2))
     print(body)
     log(f"wrote {opts.out}")
     if opts.drop_data:
