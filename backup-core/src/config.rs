@@ -8,6 +8,7 @@
 //! ([`values`]).
 
 pub mod error;
+mod overrides;
 pub mod sections;
 pub mod smtp;
 pub mod targets;
@@ -25,11 +26,14 @@ use std::{
 
 use figment::{
     Figment,
-    providers::{Env, Format, Toml},
+    providers::{Format, Toml},
 };
 use serde::{Deserialize, Serialize};
 
-use self::error::invalid;
+use self::{
+    error::invalid,
+    overrides::{Overrides, describe},
+};
 pub use self::{
     error::{CONFIG_ENV, ConfigError},
     sections::{
@@ -171,17 +175,19 @@ pub fn load(path: Option<&Path>) -> Result<Loaded, ConfigError> {
     if explicit && !exists {
         return Err(ConfigError::NotFound { path: file });
     }
-    let figment = Figment::new()
-        .merge(Toml::file_exact(&file))
-        .merge(Env::prefixed(ENV_PREFIX).split("__"));
-    let settings: Settings = figment.extract().map_err(|e| {
-        invalid(
-            e.into_iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?;
+    let mut overrides = Overrides::from_env(ENV_PREFIX);
+    let settings: Settings = loop {
+        let mut figment = Figment::new();
+        if exists {
+            figment = figment.merge(Toml::file_exact(&file));
+        }
+        match figment.merge(overrides.clone()).extract_lossy() {
+            Ok(settings) => break settings,
+            // A variable for a string key is that text: read it so, again.
+            Err(e) if overrides.learn(&e) => {}
+            Err(e) => return Err(invalid(describe_all(e))),
+        }
+    };
     let base = match file.parent() {
         Some(dir) if exists && !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
@@ -195,6 +201,15 @@ pub fn load(path: Option<&Path>) -> Result<Loaded, ConfigError> {
     })
 }
 
+/// Every load error, one after the other.
+fn describe_all(errors: figment::Error) -> String {
+    errors
+        .into_iter()
+        .map(|e| describe(&e))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Parses a config from TOML text alone (no environment), resolving
 /// relative paths against `base`.
 ///
@@ -204,7 +219,7 @@ pub fn load(path: Option<&Path>) -> Result<Loaded, ConfigError> {
 pub fn from_toml(text: &str, base: &Path) -> Result<Settings, ConfigError> {
     let settings: Settings = Figment::from(Toml::string(text))
         .extract()
-        .map_err(|e| invalid(e.to_string()))?;
+        .map_err(|e| invalid(describe_all(e)))?;
     settings.validated(base)
 }
 

@@ -95,6 +95,23 @@ pub fn check_target_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// A valid target name made from `raw` (a directory or database name): each
+/// run of characters a name cannot hold becomes one `-` (`my media` →
+/// `my-media`), and leading `.` and `-` go. `None` when nothing is left.
+pub fn derive_target_name(raw: &str) -> Option<String> {
+    let mut name = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        if c.is_ascii_alphanumeric() || matches!(c, '_' | '.') {
+            name.push(c);
+        } else if !name.ends_with('-') {
+            name.push('-');
+        }
+    }
+    let name = name.trim_start_matches(['.', '-']).trim_end_matches('-');
+    let name: String = name.chars().take(100).collect();
+    (!name.is_empty() && check_target_name(&name).is_ok()).then_some(name)
+}
+
 /// Collapses a multi-line message (tool stderr, say) onto one line.
 pub fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -136,5 +153,15 @@ mod tests {
             assert!(check_target_name(bad).is_err(), "{bad:?}");
         }
         assert_eq!(one_line("a\n  b\tc"), "a b c");
+        assert_eq!(derive_target_name("my media").as_deref(), Some("my-media"));
+        assert_eq!(
+            derive_target_name(".uploads  (old)").as_deref(),
+            Some("uploads-old")
+        );
+        assert_eq!(
+            derive_target_name("app.sqlite3").as_deref(),
+            Some("app.sqlite3")
+        );
+        assert_eq!(derive_target_name("~~~"), None);
     }
 }

@@ -94,3 +94,119 @@ fn the_printed_example_is_a_valid_config() {
     fs::write(sandbox.path().join("backup.toml"), example).expect("write");
     sandbox.cli(&["config", "check"]).success();
 }
+
+#[test]
+fn environment_values_for_string_keys_are_taken_as_written() {
+    let sandbox = Sandbox::new();
+    sandbox.raw_config("[storage]\nkeep = 3\n");
+    let check = |vars: &[(&str, &str)]| {
+        let mut cmd = sandbox.command(&["config", "check"]);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        Run::from(cmd.output().expect("run"))
+    };
+    let out = check(&[
+        ("BACKUP__EMAIL_SUBJECT_PREFIX", "[Backup]"),
+        ("BACKUP__ENVIRONMENT", "123"),
+        ("BACKUP__SMTP__URL", "smtp://mail.example.com"),
+        ("BACKUP__SMTP__FROM", "Backups <backups@example.com>"),
+        // Lists, numbers and booleans keep TOML syntax.
+        ("BACKUP__ADMINS", "[\"ops@example.com\"]"),
+        ("BACKUP__STORAGE__KEEP", "14"),
+        ("BACKUP__ENABLED", "false"),
+    ])
+    .success();
+    for line in [
+        "email_subject_prefix = \"[Backup]\"",
+        "environment = \"123\"",
+        "from = \"Backups <backups@example.com>\"",
+        "admins = [\"ops@example.com\"]",
+        "keep = 14",
+        "enabled = false",
+    ] {
+        assert!(out.stdout.contains(line), "no {line:?} in:\n{}", out.stdout);
+    }
+    let out = check(&[("BACKUP__ENVIRONMENT", "true")]).success();
+    assert!(
+        out.stdout.contains("environment = \"true\""),
+        "{}",
+        out.stdout
+    );
+    // A number key still wants a number, and says which variable is wrong.
+    let out = check(&[("BACKUP__STORAGE__KEEP", "many")]).failure();
+    assert!(
+        out.stderr.contains("BACKUP__STORAGE__KEEP"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn media_folders_with_spaces_get_a_name_and_only_real_collisions_are_refused() {
+    let sandbox = Sandbox::new();
+    for dir in ["my media", "other/my-media"] {
+        fs::create_dir_all(sandbox.path().join(dir)).expect("dir");
+    }
+    fs::write(sandbox.path().join("my media/a.txt"), "a").expect("file");
+    sandbox.config("[media_backup]\npaths = [\"my media\"]\n");
+    let out = sandbox.cli(&["backup", "media", "--json"]).success();
+    assert_eq!(out.json()[0]["target"], "my-media", "{}", out.stdout);
+
+    sandbox.config("[media_backup]\npaths = [\"my media\", \"other/my-media\"]\n");
+    let out = sandbox.cli(&["config", "check"]).failure();
+    for needle in ["my media", "other/my-media", "both named \"my-media\""] {
+        assert!(out.stderr.contains(needle), "{needle:?}: {}", out.stderr);
+    }
+    // Errors name keys as they are written, without figment's profile.
+    sandbox.config("[media_backup]\npaths = [\"\"]\n");
+    let out = sandbox.cli(&["config", "check"]).failure();
+    assert!(out.stderr.contains("media_backup.paths"), "{}", out.stderr);
+    assert!(!out.stderr.contains("default."), "{}", out.stderr);
+}
+
+#[test]
+fn a_cron_that_never_fires_is_refused() {
+    let sandbox = Sandbox::new();
+    sandbox.config("[database_backup]\nschedule = \"0 0 31 2 *\"\n");
+    let out = sandbox.cli(&["config", "check"]).failure();
+    assert!(out.stderr.contains("never fires"), "{}", out.stderr);
+    let out = sandbox.cli(&["schedules", "next", "0 0 31 2 *"]).failure();
+    assert!(out.stderr.contains("never fires"), "{}", out.stderr);
+}
+
+#[test]
+fn without_a_backup_toml_defaults_and_environment_apply() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(cli_path());
+        cmd.args(args)
+            .current_dir(dir.path())
+            .env_remove("BACKUP_CONFIG")
+            .env("BACKUP__TIMEZONE", "Europe/Rome");
+        Run::from(cmd.output().expect("run backup-cli"))
+    };
+    let out = run(&[
+        "schedules",
+        "next",
+        "0 2 * * *",
+        "--after",
+        "2026-11-26T00:00:00Z",
+        "--count",
+        "1",
+    ])
+    .success();
+    assert!(
+        out.stdout.contains("2026-11-26 02:00:00 CET"),
+        "{}",
+        out.stdout
+    );
+    let out = run(&["config", "check"]).success();
+    assert!(
+        out.stdout.contains("timezone = \"Europe/Rome\""),
+        "{}",
+        out.stdout
+    );
+    // A file that was named and is missing stays an error.
+    run(&["--config", "nope.toml", "config", "check"]).failure();
+}

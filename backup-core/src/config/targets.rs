@@ -3,7 +3,7 @@
 //! selection of targets by type and name.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap},
     fmt,
     path::{Path, PathBuf},
 };
@@ -17,7 +17,7 @@ use super::{
     values::{check_glob, check_http_url, resolve, serialize_ping, sqlite_path},
 };
 use crate::{
-    model::{BackupType, check_target_name},
+    model::{BackupType, check_target_name, derive_target_name},
     redact,
     schedule::cron::CronSchedule,
 };
@@ -83,14 +83,16 @@ impl DatabaseBackupSettings {
         if let Some(url) = &self.ping_url {
             check_http_url("database_backup.ping_url", url)?;
         }
-        let mut names = HashSet::new();
+        let mut names: HashMap<String, String> = HashMap::new();
         for db in &mut self.databases {
             if let DatabaseSource::Sqlite { path } = &mut db.source {
                 *path = resolve(base, path);
             }
-            if !names.insert(db.name.clone()) {
+            let shown = db.source.redacted_url();
+            if let Some(other) = names.insert(db.name.clone(), shown.clone()) {
                 return Err(invalid(format!(
-                    "database_backup.databases: two targets are named {:?}; give one a distinct `name`",
+                    "database_backup.databases: {other} and {shown} are both named {:?}; give one a \
+                     distinct `name`",
                     db.name
                 )));
             }
@@ -104,12 +106,14 @@ impl MediaBackupSettings {
         if let Some(url) = &self.ping_url {
             check_http_url("media_backup.ping_url", url)?;
         }
-        let mut names = HashSet::new();
+        let mut names: HashMap<String, PathBuf> = HashMap::new();
         for media in &mut self.paths {
             media.path = resolve(base, &media.path);
-            if !names.insert(media.name.clone()) {
+            if let Some(other) = names.insert(media.name.clone(), media.path.clone()) {
                 return Err(invalid(format!(
-                    "media_backup.paths: two targets are named {:?}; give one a distinct `name`",
+                    "media_backup.paths: {} and {} are both named {:?}; give one a distinct `name`",
+                    other.display(),
+                    media.path.display(),
                     media.name
                 )));
             }
@@ -314,11 +318,14 @@ impl DatabaseSource {
         }))
     }
 
+    /// A target name made from the database's name or the file's stem.
     fn default_name(&self) -> Option<String> {
         match self {
-            DatabaseSource::Postgres(db) | DatabaseSource::Mysql(db) => Some(db.database.clone()),
+            DatabaseSource::Postgres(db) | DatabaseSource::Mysql(db) => {
+                derive_target_name(&db.database)
+            }
             DatabaseSource::Sqlite { path } => {
-                path.file_stem().map(|s| s.to_string_lossy().into_owned())
+                derive_target_name(&path.file_stem()?.to_string_lossy())
             }
         }
     }
@@ -424,7 +431,7 @@ impl TryFrom<MediaEntry> for MediaTarget {
             Some(name) => name,
             None => path
                 .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
+                .and_then(|n| derive_target_name(&n.to_string_lossy()))
                 .ok_or_else(|| {
                     format!(
                         "cannot derive a target name from {}; set `name`",

@@ -117,7 +117,7 @@ fn errors_name_the_offending_key() {
         ),
         (
             "[database_backup]\ndatabases = [\"postgres://h/a\", \"postgres://h2/a\"]",
-            "two targets",
+            "are both named",
         ),
         (
             "[compression]\nalgorithm = \"zstd\"\nlevel = 40",

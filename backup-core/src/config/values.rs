@@ -8,6 +8,7 @@ use std::{
     str::FromStr,
 };
 
+use lettre::message::Mailbox;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 use url::Url;
@@ -42,22 +43,41 @@ pub(crate) fn serialize_secret<S: Serializer>(
     }
 }
 
-/// An email address (`local@domain`), checked at load time.
+/// An email address, checked at load time: `local@domain`, or with a
+/// display name as Django's `DEFAULT_FROM_EMAIL` often is
+/// (`Backups <backups@example.com>`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct EmailAddress(String);
+
+impl EmailAddress {
+    /// The mailbox: display name (if any) and address.
+    pub fn mailbox(&self) -> Mailbox {
+        // Checked when it was made.
+        Mailbox::from_str(&self.0).unwrap_or_else(|_| unreachable!("checked at load"))
+    }
+
+    /// The domain of the address (`example.com`).
+    pub fn domain(&self) -> String {
+        self.mailbox().email.domain().to_string()
+    }
+}
 
 impl TryFrom<String> for EmailAddress {
     type Error = String;
 
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        let ok = matches!(value.split_once('@'), Some((l, d)) if !l.is_empty() && (d.contains('.') || d == "localhost"))
-            && !value.chars().any(char::is_whitespace);
-        if ok {
-            Ok(Self(value))
-        } else {
-            Err(format!("{value:?} is not an email address"))
+        let refused = |why: &str| {
+            format!(
+                "{value:?} is not an email address{why}; write local@domain or \"Name <local@domain>\""
+            )
+        };
+        let mailbox = Mailbox::from_str(value.trim()).map_err(|e| refused(&format!(" ({e})")))?;
+        let domain = mailbox.email.domain();
+        if !(domain.contains('.') || domain == "localhost") {
+            return Err(refused(" (its domain has no dot)"));
         }
+        Ok(Self(value.trim().to_string()))
     }
 }
 

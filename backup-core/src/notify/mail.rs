@@ -5,10 +5,7 @@ use std::time::Duration;
 
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
-    message::{
-        Mailbox,
-        header::{ContentType, Header, HeaderName, HeaderValue},
-    },
+    message::header::{ContentType, Header, HeaderName, HeaderValue},
     transport::smtp::{
         authentication::Credentials,
         client::{Certificate, Tls, TlsParameters},
@@ -79,15 +76,9 @@ fn message(
     recipients: &[EmailAddress],
     email: &Email,
 ) -> Result<Message, String> {
-    let from: Mailbox = smtp.from.to_string().parse().map_err(|e| format!("{e}"))?;
-    let domain = smtp
-        .from
-        .to_string()
-        .rsplit_once('@')
-        .map(|(_, d)| d.to_string())
-        .unwrap_or_else(|| "localhost".into());
+    let domain = smtp.from.domain();
     let mut builder = Message::builder()
-        .from(from)
+        .from(smtp.from.mailbox())
         .subject(email.subject.clone())
         .date_now()
         .message_id(Some(format!(
@@ -97,8 +88,7 @@ fn message(
         .header(AutoSubmitted)
         .header(ContentType::TEXT_PLAIN);
     for to in recipients {
-        let mailbox: Mailbox = to.to_string().parse().map_err(|e| format!("{to}: {e}"))?;
-        builder = builder.to(mailbox);
+        builder = builder.to(to.mailbox());
     }
     builder.body(email.body.clone()).map_err(|e| e.to_string())
 }

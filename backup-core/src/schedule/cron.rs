@@ -156,10 +156,16 @@ impl FromStr for CronSchedule {
             other => other,
         };
         let cron = parser.parse(pattern).map_err(|e| err(e.to_string()))?;
-        Ok(Self {
+        let schedule = Self {
             source: trimmed.to_string(),
             cron,
-        })
+        };
+        // Without a year field a schedule repeats within 28 years, or never.
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        if schedule.next_after(&Utc, epoch).is_none() {
+            return Err(err("it never fires (no such date)".into()));
+        }
+        Ok(schedule)
     }
 }
 
@@ -357,5 +363,14 @@ mod tests {
         let err = "0 2 * *".parse::<CronSchedule>().unwrap_err().to_string();
         assert!(err.contains("4 fields"), "{err}");
         assert!("0 0 2 * * * 2026".parse::<CronSchedule>().is_err());
+        let err = "0 0 31 2 *"
+            .parse::<CronSchedule>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("never fires"), "{err}");
+        assert!(
+            "0 0 29 2 *".parse::<CronSchedule>().is_ok(),
+            "leap days fire"
+        );
     }
 }
