@@ -1,6 +1,6 @@
 //! `artifacts list`: what storage holds, from the manifests.
 
-use std::process::ExitCode;
+use std::{io::IsTerminal, process::ExitCode};
 
 use backup_core::{config::Settings, model::BackupType, storage::Storage};
 use clap::Subcommand;
@@ -40,6 +40,9 @@ pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         eprintln!("no artifacts in {}", storage.url());
         return Ok(ExitCode::SUCCESS);
     }
+    // On a terminal the checksum's first 12 digits tell artifacts apart and
+    // keep a row on one line; pipes and --json get it whole.
+    let short = std::io::stdout().is_terminal();
     let mut table = output::table(&[
         "TYPE", "TARGET", "RUN", "CREATED", "SIZE", "SHA256", "ARTIFACT",
     ]);
@@ -50,7 +53,11 @@ pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             Cell::new(m.run_id),
             Cell::new(output::time(m.created_at, settings.timezone)),
             Cell::new(output::bytes(m.size_bytes)),
-            Cell::new(&m.sha256),
+            Cell::new(if short {
+                format!("{}…", m.sha256.get(..12).unwrap_or(&m.sha256))
+            } else {
+                m.sha256.clone()
+            }),
             Cell::new(&m.artifact),
         ]);
     }

@@ -9,6 +9,7 @@ use backup_core::{
     jobs::{BackupJob, Done, JobFailed, Runner, run_backup},
     lock,
     model::{BackupType, Trigger},
+    notify::Sender,
     pipeline::Progress,
 };
 use clap::ValueEnum;
@@ -58,7 +59,7 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
     let locks = lock::for_settings(&settings).await?;
     let mut ctx = Context::open(settings).await?;
     // The user is waiting: one try per notification (the worker retries).
-    ctx.notifier = ctx.notifier.single_try();
+    ctx.notifier = ctx.notifier.single_try().sent_by(Sender::Cli);
     let runner = Runner {
         attempts: 1,
         ..Runner::new(ctx, locks, None)

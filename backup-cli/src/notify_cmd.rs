@@ -2,7 +2,10 @@
 
 use std::process::ExitCode;
 
-use backup_core::{config::Settings, notify::Notifier};
+use backup_core::{
+    config::Settings,
+    notify::{Notifier, Sender},
+};
 
 use crate::output::outln;
 
@@ -42,7 +45,7 @@ pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             "nothing to test: configure [smtp] (with notification_emails or admins) or [[webhooks]]"
         );
     }
-    let notifier = Notifier::new(&settings).single_try();
+    let notifier = Notifier::new(&settings).single_try().sent_by(Sender::Cli);
     let mut failed = false;
     if email && settings.smtp.is_some() {
         match notifier.test_mail().await {

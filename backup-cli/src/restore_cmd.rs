@@ -14,6 +14,8 @@ use backup_core::{
     restore::{self, DatabaseOptions, DatabaseRequest, MediaRequest, RestoreReport},
 };
 
+use comfy_table::Cell;
+
 use crate::output::{self, outln};
 
 #[derive(Debug, clap::Subcommand)]
@@ -63,20 +65,24 @@ pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             } else if restores.is_empty() {
                 outln!("no restores recorded");
             } else {
+                let mut table = output::table(&[
+                    "ID", "STARTED", "KIND", "STATUS", "TYPE", "TARGET", "FROM RUN", "INTO",
+                    "ERROR",
+                ]);
                 for r in &restores {
-                    outln!(
-                        "{:>5}  {}  {:<7}  {:<7}  {} {}  run {}  -> {}  {}",
-                        r.id,
-                        output::time(r.started_at, ctx.settings.timezone),
-                        r.kind,
-                        r.status,
-                        r.backup_type,
-                        r.target,
-                        r.source_run_id.map_or("-".into(), |id| id.to_string()),
-                        r.destination,
-                        r.error_message
-                    );
+                    table.add_row(vec![
+                        Cell::new(r.id),
+                        Cell::new(output::time(r.started_at, ctx.settings.timezone)),
+                        Cell::new(r.kind),
+                        output::status_cell(r.status),
+                        Cell::new(r.backup_type),
+                        Cell::new(&r.target),
+                        Cell::new(r.source_run_id.map_or("-".into(), |id| id.to_string())),
+                        Cell::new(&r.destination),
+                        Cell::new(&r.error_message),
+                    ]);
                 }
+                outln!("{table}");
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use backup_core::{
     config::Settings,
-    history::{BackupRun, History, RunFilter},
+    history::{BackupRun, History, HistoryError, RunFilter},
     maintenance,
     model::{BackupType, RunStatus},
+    storage::{Storage, StorageError},
 };
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use clap::Subcommand;
@@ -32,12 +33,19 @@ pub enum Command {
         /// an age (30m, 12h, 7d, 2w).
         #[arg(long)]
         since: Option<String>,
+        /// Only runs started before a time (RFC 3339) or an age (30m, 12h,
+        /// 7d, 2w); a date (2026-11-01) means up to the end of that day.
+        #[arg(long)]
+        until: Option<String>,
         /// Only runs whose error message contains this text.
         #[arg(long)]
         search: Option<String>,
         /// At most this many runs.
         #[arg(long, default_value_t = 50)]
         limit: i64,
+        /// Show whole error messages (the table cuts them at 60 characters).
+        #[arg(long)]
+        wide: bool,
         /// Print a JSON array of runs.
         #[arg(long)]
         json: bool,
@@ -70,7 +78,6 @@ fn parse_type(s: &str) -> Result<BackupType, String> {
 }
 
 pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
-    let history = History::open(&settings.history.url).await?;
     let now = Utc::now();
     match cmd {
         Command::List {
@@ -78,44 +85,64 @@ pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             backup_type,
             target,
             since,
+            until,
             search,
             limit,
+            wide,
             json,
         } => {
             if limit < 1 {
                 bail!("--limit must be at least 1");
             }
-            let since = since.map(|s| parse_since(&s, now, &settings)).transpose()?;
-            let runs = history
-                .list(&RunFilter {
-                    status,
-                    backup_type,
-                    target,
-                    since,
-                    search,
-                    limit,
-                })
-                .await?;
+            let since = since
+                .map(|s| parse_time(&s, now, &settings, Edge::Start))
+                .transpose()
+                .context("--since")?;
+            let until = until
+                .map(|s| parse_time(&s, now, &settings, Edge::End))
+                .transpose()
+                .context("--until")?;
+            let filter = RunFilter {
+                status,
+                backup_type,
+                target,
+                since,
+                until,
+                search,
+                limit,
+            };
+            // Reading never migrates or writes the history.
+            let runs = match History::open_read_only(&settings.history.url).await {
+                Ok(history) => history.list(&filter).await?,
+                Err(HistoryError::Missing(_)) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
             if json {
                 output::json(&runs)?;
             } else if runs.is_empty() {
                 eprintln!("no runs match");
             } else {
-                print_table(&runs, &settings);
+                print_table(&runs, &settings, wide);
             }
         }
         Command::Show { id, json } => {
+            let history = History::open_read_only(&settings.history.url).await?;
             let run = history.get(id).await?;
             if json {
                 output::json(&run)?;
             } else {
-                print_run(&run, &settings);
+                let stored = match &run.artifact {
+                    Some(key) => Some(Storage::new(&settings.storage).exists(key).await),
+                    None => None,
+                };
+                print_run(&run, stored, &settings);
             }
         }
         Command::Cleanup {
             dry_run,
             older_than_days,
         } => {
+            let history = History::open(&settings.history.url).await?;
             let days = older_than_days.unwrap_or(settings.history_retention_days);
             let plan = maintenance::plan_history_cleanup(&history, days, now).await?;
             let verb = if dry_run {
@@ -148,13 +175,31 @@ pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Which end of a day a bare date stands for.
+#[derive(Clone, Copy)]
+enum Edge {
+    /// Its first instant (`--since 2026-11-01`).
+    Start,
+    /// The first instant after it (`--until 2026-11-01` includes that day).
+    End,
+}
+
 /// `7d`-style ages, dates (midnight in the configured timezone) and RFC 3339 times.
-fn parse_since(s: &str, now: DateTime<Utc>, settings: &Settings) -> anyhow::Result<DateTime<Utc>> {
+fn parse_time(
+    s: &str,
+    now: DateTime<Utc>,
+    settings: &Settings,
+    edge: Edge,
+) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
     if let Ok(date) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        let midnight = date.and_hms_opt(0, 0, 0).context("midnight exists")?;
+        let day = match edge {
+            Edge::Start => date,
+            Edge::End => date.succ_opt().context("a date after the calendar's end")?,
+        };
+        let midnight = day.and_hms_opt(0, 0, 0).context("midnight exists")?;
         return settings
             .timezone
             .0
@@ -164,26 +209,33 @@ fn parse_since(s: &str, now: DateTime<Utc>, settings: &Settings) -> anyhow::Resu
             .with_context(|| format!("{s} has no midnight in {}", settings.timezone.0));
     }
     let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = number.parse().ok().filter(|_| !unit.is_empty()).with_context(|| {
-        format!("--since {s:?}: expected a date (2026-11-01), an RFC 3339 time or an age (30m, 12h, 7d, 2w)")
-    })?;
+    let n: i64 = number
+        .parse()
+        .ok()
+        .filter(|_| !unit.is_empty())
+        .with_context(|| {
+            format!(
+                "{s:?}: expected a date (2026-11-01), an RFC 3339 time or an age (30m, 12h, 7d, 2w)"
+            )
+        })?;
     let age = match unit {
-        "m" => Duration::minutes(n),
-        "h" => Duration::hours(n),
-        "d" => Duration::days(n),
-        "w" => Duration::weeks(n),
-        other => bail!("--since {s:?}: unknown unit {other:?}; use m, h, d or w"),
+        "m" => Duration::try_minutes(n),
+        "h" => Duration::try_hours(n),
+        "d" => Duration::try_days(n),
+        "w" => Duration::try_weeks(n),
+        other => bail!("{s:?}: unknown unit {other:?}; use m, h, d or w"),
     };
-    Ok(now - age)
+    age.and_then(|age| now.checked_sub_signed(age))
+        .with_context(|| format!("{s:?} reaches before any date there is"))
 }
 
-fn print_table(runs: &[BackupRun], settings: &Settings) {
+fn print_table(runs: &[BackupRun], settings: &Settings, wide: bool) {
     let mut table = output::table(&[
         "ID", "TYPE", "TARGET", "STATUS", "TRIGGER", "STARTED", "DURATION", "SIZE", "ERROR",
     ]);
     for run in runs {
         let mut error = run.error_message.clone();
-        if error.chars().count() > 60 {
+        if !wide && error.chars().count() > 60 {
             error = error.chars().take(59).collect::<String>() + "…";
         }
         table.add_row(vec![
@@ -209,9 +261,19 @@ fn print_table(runs: &[BackupRun], settings: &Settings) {
     outln!("{table}");
 }
 
-fn print_run(run: &BackupRun, settings: &Settings) {
+/// `stored`: whether the run's artifact is still in storage, if it has one.
+fn print_run(run: &BackupRun, stored: Option<Result<bool, StorageError>>, settings: &Settings) {
     let tz = settings.timezone;
     let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let artifact = match (&run.artifact, stored) {
+        (Some(key), Some(Ok(true))) => key.clone(),
+        (Some(key), Some(Ok(false))) => {
+            format!("{key} (no longer in storage: deleted by retention or by hand)")
+        }
+        (Some(key), Some(Err(e))) => format!("{key} (storage cannot say if it is there: {e})"),
+        (Some(key), None) => key.clone(),
+        (None, _) => "-".into(),
+    };
     let rows = [
         ("id", run.id.to_string()),
         ("backup_type", run.backup_type.to_string()),
@@ -234,7 +296,7 @@ fn print_run(run: &BackupRun, settings: &Settings) {
             "duration_seconds",
             opt(run.duration_seconds.map(|d| format!("{d:.3}"))),
         ),
-        ("artifact", opt(run.artifact.clone())),
+        ("artifact", artifact),
         (
             "size_bytes",
             opt(run
@@ -251,6 +313,11 @@ fn print_run(run: &BackupRun, settings: &Settings) {
             },
         ),
         ("notification", opt(run.notification.clone())),
+        (
+            "verified_at",
+            opt(run.verified_at.map(|t| output::time(t, tz))),
+        ),
+        ("verify_result", opt(run.verify_result.clone())),
     ];
     for (key, value) in rows {
         outln!("{key:<17}{value}");

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use backup_core::{
     config::{Settings, Timezone},
-    history::{History, RunFilter},
+    history::{History, HistoryError, RunFilter},
     schedule::{self, Action, CronSchedule, Plan, Schedule},
 };
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -178,9 +178,17 @@ struct LastRun {
 }
 
 async fn list(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
-    let history = History::open(&settings.history.url).await?;
+    // Reading never migrates or writes the history.
+    let history = match History::open_read_only(&settings.history.url).await {
+        Ok(history) => Some(history),
+        Err(HistoryError::Missing(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
     let now = Utc::now();
     let mut listed = Vec::new();
+    let Some(history) = history else {
+        return print_list(settings, &listed, json);
+    };
     for stored in history.schedules().await? {
         let s = &stored.schedule;
         let last = history
@@ -214,6 +222,10 @@ async fn list(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
             updated_at: stored.updated_at,
         });
     }
+    print_list(settings, &listed, json)
+}
+
+fn print_list(settings: &Settings, listed: &[Listed], json: bool) -> anyhow::Result<ExitCode> {
     if json {
         output::json(&listed)?;
         return Ok(ExitCode::SUCCESS);
@@ -233,7 +245,7 @@ async fn list(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
         "NEXT FIRE",
         "LAST RUN",
     ]);
-    for l in &listed {
+    for l in listed {
         table.add_row(vec![
             l.name.clone(),
             l.backup_type.clone(),

@@ -78,6 +78,40 @@ impl History {
     ///
     /// When the database cannot be reached.
     pub async fn connect(url: &HistoryUrl) -> Result<Self, HistoryError> {
+        Self::connect_as(url, false).await
+    }
+
+    /// Opens the history database for reading only: nothing is created,
+    /// migrated or written, so a user who may only read it can list runs.
+    ///
+    /// # Errors
+    ///
+    /// [`HistoryError::Missing`] when there is no database yet,
+    /// [`HistoryError::Outdated`] when its schema is older than this
+    /// program's (run `backup-cli migrate`), else when it cannot be reached.
+    pub async fn open_read_only(url: &HistoryUrl) -> Result<Self, HistoryError> {
+        if let HistoryUrl::Sqlite(path) = url
+            && !path.exists()
+        {
+            return Err(HistoryError::Missing(String::from(url.clone())));
+        }
+        let history = Self::connect_as(url, true).await?;
+        let count = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
+        // Before the first migration the table does not exist: that is zero.
+        let applied: i64 =
+            on_pool!(history, pool => sqlx::query_scalar(count).fetch_one(pool).await).unwrap_or(0);
+        let known = history.migrator().iter().count();
+        if (applied.max(0) as usize) < known {
+            return Err(HistoryError::Outdated {
+                url: history.url.clone(),
+                applied: applied.max(0) as usize,
+                known,
+            });
+        }
+        Ok(history)
+    }
+
+    async fn connect_as(url: &HistoryUrl, read_only: bool) -> Result<Self, HistoryError> {
         let shown = String::from(url.clone());
         let open_err = |source| HistoryError::Open {
             url: shown.clone(),
@@ -85,14 +119,19 @@ impl History {
         };
         let pool = match url {
             HistoryUrl::Sqlite(path) => {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| open_err(sqlx::Error::Io(e)))?;
-                }
                 let options = SqliteConnectOptions::new()
                     .filename(path)
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
                     .busy_timeout(Duration::from_secs(30));
+                let options = if read_only {
+                    options.read_only(true)
+                } else {
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir).map_err(|e| open_err(sqlx::Error::Io(e)))?;
+                    }
+                    options
+                        .create_if_missing(true)
+                        .journal_mode(SqliteJournalMode::Wal)
+                };
                 Pool::Sqlite(
                     SqlitePoolOptions::new()
                         .max_connections(4)
@@ -146,11 +185,16 @@ impl History {
         self.migrate_unlocked().await
     }
 
-    async fn migrate_unlocked(&self) -> Result<usize, HistoryError> {
-        let migrator = match &self.pool {
+    /// The migrations of this backend.
+    fn migrator(&self) -> sqlx::migrate::Migrator {
+        match &self.pool {
             Pool::Sqlite(_) => sqlx::migrate!("../migrations/sqlite"),
             Pool::Postgres(_) => sqlx::migrate!("../migrations/postgres"),
-        };
+        }
+    }
+
+    async fn migrate_unlocked(&self) -> Result<usize, HistoryError> {
+        let migrator = self.migrator();
         let count = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
         // Before the first migration the table does not exist: that is zero.
         let before: i64 =

@@ -22,8 +22,9 @@ macro_rules! string_enum {
 
         impl FromStr for $name {
             type Err = String;
+            /// Case does not matter (`FAILED` is `failed`).
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
+                match s.to_ascii_lowercase().as_str() {
                     $($s => Ok($name::$variant),)+
                     other => Err(format!(
                         concat!("unknown ", stringify!($name), " {:?}; expected one of: {}"),
@@ -147,6 +148,7 @@ mod tests {
     #[test]
     fn names_and_errors_read_back() {
         assert_eq!("catch_up".parse::<Trigger>(), Ok(Trigger::CatchUp));
+        assert_eq!("FAILED".parse::<RunStatus>(), Ok(RunStatus::Failed));
         assert!("nope".parse::<RunStatus>().is_err());
         assert!(check_target_name("app-db_1.x").is_ok());
         for bad in ["", ".hidden", "-x", "a/b", "my media"] {

@@ -24,7 +24,7 @@ use std::{fmt, time::Duration};
 use chrono::Utc;
 use secrecy::ExposeSecret;
 
-pub use self::message::{Activity, Email, Notice};
+pub use self::message::{Activity, Email, Notice, Sender};
 use self::{
     message::{compose, test_email},
     send::{Retry, count},
@@ -63,6 +63,7 @@ pub struct Notifier {
     settings: Settings,
     http: reqwest::Client,
     retry: Retry,
+    sender: Sender,
 }
 
 impl Notifier {
@@ -84,7 +85,15 @@ impl Notifier {
                 attempts: settings.retry.notification_attempts.max(1),
                 backoff: Duration::from_secs(settings.retry.notification_backoff_seconds),
             },
+            sender: Sender::Worker,
         }
+    }
+
+    /// Names `sender` in the mails, as the program to look at.
+    #[must_use]
+    pub fn sent_by(mut self, sender: Sender) -> Self {
+        self.sender = sender;
+        self
     }
 
     /// One try per send: for the CLI, whose user is waiting.
@@ -199,7 +208,7 @@ impl Notifier {
             );
             return Delivery::Skipped;
         }
-        let email = compose(settings, notice);
+        let email = compose(settings, notice, self.sender);
         let result = self
             .retry
             .run("mail", || async {
@@ -242,7 +251,7 @@ impl Notifier {
             return Err("no recipients: set notification_emails or admins".into());
         }
         let endpoint = smtp.endpoint().map_err(|e| e.to_string())?;
-        let email = test_email(settings, &endpoint, Utc::now());
+        let email = test_email(settings, &endpoint, Utc::now(), self.sender);
         let reply = mail::send(smtp, self.recipients(), &email)
             .await
             .map_err(|e| e.reason)?;

@@ -1,5 +1,7 @@
 //! Run history through the CLI: filters, show, cleanup with dry-run.
 
+use std::fs;
+
 use crate::support::*;
 
 fn sandbox_with_runs() -> Sandbox {
@@ -157,4 +159,91 @@ fn a_terminal_gets_coloured_badges_and_a_progress_line_unless_no_color() {
         "progress line:\n{backup:?}"
     );
     assert!(backup.contains("database a: success"), "{backup:?}");
+}
+
+#[test]
+fn runs_list_reads_filters_as_people_type_them_and_never_writes() {
+    let sandbox = sandbox_with_runs();
+    let list = |args: &[&str]| {
+        let mut all = vec!["runs", "list", "--json"];
+        all.extend_from_slice(args);
+        ids(&sandbox.cli(&all).success())
+    };
+    assert_eq!(list(&["--status", "FAILED"]), [3]);
+    assert_eq!(list(&["--type", "Database", "--status", "Success"]), [2, 1]);
+    assert_eq!(list(&["--until", "2000-01-01"]), Vec::<i64>::new());
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert_eq!(
+        list(&["--until", &today]),
+        [3, 2, 1],
+        "a date includes its day"
+    );
+    assert_eq!(list(&["--since", "1d", "--until", "1d"]), Vec::<i64>::new());
+
+    // The table cuts long errors; --wide shows them whole.
+    let error = sandbox
+        .cli(&["runs", "show", "3", "--json"])
+        .success()
+        .json()["error_message"]
+        .as_str()
+        .expect("error")
+        .to_string();
+    assert!(error.chars().count() > 60, "{error}");
+    let table = sandbox.cli(&["runs", "list"]).success().stdout;
+    assert!(!table.contains(&error), "{table}");
+    let wide = sandbox.cli(&["runs", "list", "--wide"]).success().stdout;
+    assert!(wide.contains(&error), "{wide}");
+
+    // Reading migrates and writes nothing: an older schema stays as it is.
+    let db = sandbox.path().join("history.db");
+    let current = fs::read(&db).expect("read");
+    sh(&format!(
+        "sqlite3 '{}' \"DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)\"",
+        db.display()
+    ));
+    let before = fs::read(&db).expect("read");
+    let out = sandbox.cli(&["runs", "list"]).failure();
+    assert!(out.stderr.contains("backup-cli migrate"), "{}", out.stderr);
+    assert_eq!(
+        fs::read(&db).expect("read"),
+        before,
+        "runs list changed the history"
+    );
+    fs::write(&db, current).expect("put the current schema back");
+    assert_eq!(list(&[]), [3, 2, 1]);
+
+    // No history yet: nothing to list, and nothing created.
+    let empty = Sandbox::new();
+    empty.config("");
+    let out = empty.cli(&["runs", "list", "--json"]).success();
+    assert_eq!(out.json(), serde_json::json!([]));
+    assert!(
+        !empty.path().join("history.db").exists(),
+        "runs list created the history"
+    );
+}
+
+#[test]
+fn runs_show_tells_verification_notification_and_a_pruned_artifact() {
+    let sandbox = Sandbox::new();
+    sandbox.sample_db("app.sqlite3");
+    sandbox.raw_config(
+        "[history]\nurl = \"sqlite://history.db\"\n[storage]\nurl = \"file://storage\"\nkeep = 1\n\
+         [database_backup]\ndatabases = [{ name = \"app\", url = \"sqlite://app.sqlite3\" }]",
+    );
+    sandbox.cli(&["backup", "database"]).success();
+    sandbox.cli(&["backup", "database"]).success();
+    sandbox.cli(&["verify", "--latest"]).success();
+
+    let pruned = sandbox.cli(&["runs", "show", "1"]).success().stdout;
+    assert!(
+        pruned.contains("(no longer in storage: deleted by retention or by hand)"),
+        "{pruned}"
+    );
+    let kept = sandbox.cli(&["runs", "show", "2"]).success().stdout;
+    for line in ["verify_result    ok", "notification     skipped"] {
+        assert!(kept.contains(line), "no {line:?} in:\n{kept}");
+    }
+    assert!(kept.contains("verified_at      20"), "{kept}");
+    assert!(!kept.contains("no longer in storage"), "{kept}");
 }

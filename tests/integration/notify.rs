@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use crate::{sinks::*, support::*, worker_support::*};
 
-const FOOTER: &str = "This is an automated message from the backup scheduler (backup-worker).";
+/// The last line of a mail sent by `backup-cli`.
+const FOOTER: &str = "This is an automated message from the backup scheduler (backup-cli).";
 
 /// `[smtp]` for a sink without TLS, plus `extra` keys.
 fn smtp(sink: &SmtpSink, extra: &str) -> String {
@@ -57,7 +58,11 @@ fn a_batch_of_targets_sends_one_success_mail_per_run_in_the_reference_format() {
         "environment = \"prod\"\ntimezone = \"Europe/Rome\"\n\
          notification_emails = [\"ops@example.com\", \"dba@example.com\"]\n\
          admins = [\"root@example.com\"]\n\n{}\n{}",
-        smtp(&sink, ""),
+        // The sender as Django's DEFAULT_FROM_EMAIL often is.
+        smtp(&sink, "").replace(
+            "from = \"backups@example.com\"",
+            "from = \"Backup Robot <backups@example.com>\""
+        ),
         sqlite_targets(&["one", "two", "three"])
     ));
 
@@ -69,6 +74,15 @@ fn a_batch_of_targets_sends_one_success_mail_per_run_in_the_reference_format() {
     assert_eq!(mails.len(), 3, "one mail per run: {mails:#?}");
 
     let storage = format!("file://{}", sandbox.storage().display());
+    for mail in &mails {
+        assert_eq!(
+            mail.header("From"),
+            Some("Backup Robot <backups@example.com>"),
+            "{mail:#?}"
+        );
+        let id = mail.header("Message-ID").expect("Message-ID");
+        assert!(id.ends_with("@example.com>"), "{id}");
+    }
     for run in runs {
         assert_eq!(run["status"], "success");
         let target = run["target"].as_str().expect("target");
@@ -176,7 +190,7 @@ fn a_failed_backup_mails_the_admins_in_the_reference_format_and_keeps_its_exit_c
          Error: {error}\n\n\
          Please investigate this issue immediately.\n\n\
          Backup Run ID: {id}\n\
-         Full details: backup-cli runs show {id} (and the backup-worker log)\n\n\
+         Full details: backup-cli runs show {id} (and the backup-cli output)\n\n\
          {FOOTER}\n"
     );
     assert_eq!(mail.body(), expected);

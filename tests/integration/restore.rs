@@ -799,3 +799,54 @@ fn a_backup_warns_of_links_that_restore_would_refuse() {
     );
     assert!(!to.exists());
 }
+
+#[test]
+fn a_restore_into_a_missing_database_says_how_and_create_makes_it() {
+    let source = PgDb::create();
+    postgres::seed(&source);
+    let sandbox = Sandbox::new();
+    sandbox.config(&format!(
+        "[database_backup]\ndatabases = [{{ name = \"shop\", url = \"{}\" }}]\n",
+        source.url()
+    ));
+    backup(&sandbox, "database");
+    let missing = PgDb {
+        name: unique("created"),
+    };
+    let exists = || {
+        psql_in(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_database WHERE datname = '{}'",
+                missing.name
+            ),
+        )
+        .trim()
+        .to_string()
+    };
+    let out = sandbox
+        .cli(&["restore", "database", "--into", &missing.url()])
+        .failure();
+    assert!(
+        out.stderr.contains("does not exist") && out.stderr.contains("--create"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(exists(), "0", "the refusal created nothing");
+
+    sandbox
+        .cli(&["restore", "database", "--into", &missing.url(), "--create"])
+        .success();
+    assert_eq!(
+        postgres::digest(&missing.name),
+        postgres::digest(&source.name)
+    );
+
+    // Past restores list under a header.
+    let table = sandbox.cli(&["restore", "list"]).success().stdout;
+    let header = table.lines().next().expect("a header line");
+    for column in ["ID", "STARTED", "KIND", "STATUS", "TARGET", "INTO"] {
+        assert!(header.contains(column), "{column} in {header:?}");
+    }
+    assert!(table.contains(&missing.name), "{table}");
+}

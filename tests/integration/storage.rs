@@ -146,9 +146,16 @@ fn retention_keeps_the_newest_artifacts_and_never_runs_after_a_failure() {
         2,
         "a failed run deletes nothing"
     );
+    let sha = runs[0]["sha256"].as_str().expect("sha");
     let table = sandbox.cli(&["artifacts", "list"]).success().stdout;
-    assert!(
-        table.contains("app") && table.contains(runs[0]["sha256"].as_str().expect("sha")),
-        "{table}"
-    );
+    assert!(table.contains("app") && table.contains(sha), "{table}");
+    // A terminal gets the checksum's first 12 digits: a row fits a screen.
+    let tty = sandbox
+        .cli_on_tty(&["artifacts", "list"], true)
+        .success()
+        .stdout;
+    assert!(tty.contains(&format!("{}…", &sha[..12])), "{tty}");
+    assert!(!tty.contains(sha), "{tty}");
+    let widest = tty.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(widest <= 160, "{widest} columns:\n{tty}");
 }

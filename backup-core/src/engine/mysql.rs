@@ -9,7 +9,7 @@ use std::{
 
 use secrecy::ExposeSecret;
 use sqlx::{
-    Connection,
+    ConnectOptions, Connection,
     mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError},
 };
 
@@ -197,6 +197,26 @@ fn admin(db: &ServerDatabase) -> ServerDatabase {
     admin
 }
 
+/// Whether the database `db` names exists on its server.
+///
+/// # Errors
+///
+/// When the server cannot be reached or refuses the login.
+pub async fn database_exists(db: &ServerDatabase) -> Result<bool, EngineError> {
+    let admin = admin(db);
+    let (mut conn, preflight) = connect(&admin).await?;
+    let exists: Result<Option<String>, _> = sqlx::query_scalar(
+        "SELECT schema_name FROM information_schema.schemata WHERE schema_name = ?",
+    )
+    .bind(&db.database)
+    .fetch_optional(&mut conn)
+    .await;
+    let _ = conn.close().await;
+    exists
+        .map(|row| row.is_some())
+        .map_err(|e| preflight.failed(&e))
+}
+
 /// Creates the database `db` names, refusing when it already exists.
 ///
 /// # Errors
@@ -332,8 +352,14 @@ async fn find_tool(tools: &ToolSettings) -> Result<(PathBuf, String), EngineErro
     })
 }
 
-async fn connect(db: &ServerDatabase) -> Result<(MySqlConnection, Preflight<'_>), EngineError> {
-    let mut options = MySqlConnectOptions::new().database(&db.database);
+pub(super) async fn connect(
+    db: &ServerDatabase,
+) -> Result<(MySqlConnection, Preflight<'_>), EngineError> {
+    let mut options = MySqlConnectOptions::new()
+        .database(&db.database)
+        // DROP DATABASE and a drill's row counts take their time; that is
+        // not news for the operator.
+        .log_slow_statements(log::LevelFilter::Debug, std::time::Duration::from_secs(1));
     if let Some(host) = &db.host {
         options = options.host(host);
     }

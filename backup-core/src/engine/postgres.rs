@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::Command};
 
 use secrecy::ExposeSecret;
 use sqlx::{
-    Connection,
+    ConnectOptions, Connection,
     postgres::{PgConnectOptions, PgConnection, PgSslMode},
 };
 
@@ -220,8 +220,15 @@ pub fn list_archive(
 }
 
 /// Connects to `db`, with the driver's reason (redacted) on failure.
-async fn connect(db: &ServerDatabase) -> Result<(PgConnection, Preflight<'_>), EngineError> {
-    let options = connect_options(db)?;
+pub(super) async fn connect(
+    db: &ServerDatabase,
+) -> Result<(PgConnection, Preflight<'_>), EngineError> {
+    let options = connect_options(db)?.log_slow_statements(
+        // DROP DATABASE and a drill's row counts take their time; that is
+        // not news for the operator.
+        log::LevelFilter::Debug,
+        std::time::Duration::from_secs(1),
+    );
     let preflight = Preflight {
         engine: "PostgreSQL",
         db,
@@ -264,6 +271,25 @@ fn admin(db: &ServerDatabase) -> ServerDatabase {
     let mut admin = db.clone();
     admin.database = "postgres".into();
     admin
+}
+
+/// Whether the database `db` names exists on its server.
+///
+/// # Errors
+///
+/// When the server cannot be reached or refuses the login.
+pub async fn database_exists(db: &ServerDatabase) -> Result<bool, EngineError> {
+    let admin = admin(db);
+    let (mut conn, preflight) = connect(&admin).await?;
+    let exists: Result<Option<i32>, _> =
+        sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+            .bind(&db.database)
+            .fetch_optional(&mut conn)
+            .await;
+    let _ = conn.close().await;
+    exists
+        .map(|row| row.is_some())
+        .map_err(|e| preflight.failed(&e))
 }
 
 /// Creates the database `db` names, refusing when it already exists (a

@@ -37,6 +37,22 @@ pub enum HistoryError {
         #[source]
         source: sqlx::Error,
     },
+    /// There is no history database yet.
+    #[error("no run history at {0} yet; the first backup (or `backup-cli migrate`) creates it")]
+    Missing(String),
+    /// The database's schema is older than this program's.
+    #[error(
+        "run history {url} has {applied} of this program's {known} migrations; run \
+         `backup-cli migrate` (reading never changes it)"
+    )]
+    Outdated {
+        /// History URL (redacted).
+        url: String,
+        /// Migrations applied to it.
+        applied: usize,
+        /// Migrations this program knows.
+        known: usize,
+    },
     /// No run has this id.
     #[error("no backup run with id {0}; see `backup-cli runs list`")]
     NotFound(i64),

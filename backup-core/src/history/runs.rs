@@ -105,6 +105,8 @@ pub struct RunFilter {
     pub target: Option<String>,
     /// Only runs started at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Only runs started before this time.
+    pub until: Option<DateTime<Utc>>,
     /// Only runs whose error message contains this text (case-insensitive).
     pub search: Option<String>,
     /// At most this many, newest first.
@@ -242,6 +244,7 @@ impl History {
             "WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR backup_type = $2) \
              AND ($3 IS NULL OR target = $3) AND ($4 IS NULL OR started_at >= $4) \
              AND ($5 IS NULL OR lower(error_message) LIKE $5 ESCAPE '\\') \
+             AND ($7 IS NULL OR started_at < $7) \
              ORDER BY started_at DESC, id DESC LIMIT $6"
         );
         let pattern = filter.search.as_ref().map(|s| {
@@ -259,6 +262,7 @@ impl History {
             .bind(filter.since.map(truncate))
             .bind(&pattern)
             .bind(filter.limit)
+            .bind(filter.until.map(truncate))
             .fetch_all(pool)
             .await)
         .map_err(|source| HistoryError::Query {

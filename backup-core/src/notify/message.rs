@@ -11,9 +11,42 @@ use crate::{
     model::{BackupType, RunStatus, human_bytes},
 };
 
-/// The last line of every mail.
-pub(crate) const FOOTER: &str =
-    "This is an automated message from the backup scheduler (backup-worker).";
+/// The program that sends a notice, named in the mail so the reader knows
+/// where to look.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sender {
+    /// The long-running worker (its log holds the details).
+    #[default]
+    Worker,
+    /// `backup-cli`, run by an operator (its output holds the details).
+    Cli,
+}
+
+impl Sender {
+    /// `backup-worker` or `backup-cli`.
+    pub fn program(self) -> &'static str {
+        match self {
+            Sender::Worker => "backup-worker",
+            Sender::Cli => "backup-cli",
+        }
+    }
+
+    /// Where the details of what it did are.
+    fn details(self) -> &'static str {
+        match self {
+            Sender::Worker => "the backup-worker log",
+            Sender::Cli => "the backup-cli output",
+        }
+    }
+
+    /// The last line of every mail it sends.
+    pub fn footer(self) -> String {
+        format!(
+            "This is an automated message from the backup scheduler ({}).",
+            self.program()
+        )
+    }
+}
 
 /// What a notice is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -150,7 +183,7 @@ pub fn subject(settings: &Settings, notice: &Notice) -> String {
 
 /// The mail for a notice, in the reference app's format plus the target and
 /// artifact details.
-pub fn compose(settings: &Settings, notice: &Notice) -> Email {
+pub fn compose(settings: &Settings, notice: &Notice, sender: Sender) -> Email {
     let when = timestamp(settings, notice.at);
     let mut body = String::new();
     let mut line = |text: &str| {
@@ -210,29 +243,31 @@ pub fn compose(settings: &Settings, notice: &Notice) -> Email {
                     line("");
                     line(&format!("Backup Run ID: {}", run.id));
                     line(&format!(
-                        "Full details: backup-cli verify --run {} (and the backup-worker log)",
-                        run.id
+                        "Full details: backup-cli verify --run {} (and {})",
+                        run.id,
+                        sender.details()
                     ));
                 }
                 Some(run) => {
                     line("");
                     line(&format!("Backup Run ID: {}", run.id));
                     line(&format!(
-                        "Full details: backup-cli runs show {} (and the backup-worker log)",
-                        run.id
+                        "Full details: backup-cli runs show {} (and {})",
+                        run.id,
+                        sender.details()
                     ));
                 }
                 None => {
                     line("");
                     line("Backup Run ID: none (the job failed before a run was recorded)");
-                    line("Full details: the backup-worker log");
+                    line(&format!("Full details: {}", sender.details()));
                 }
             }
         }
     }
     line("");
     // No final newline: lettre ends the data with CRLF itself.
-    body.push_str(FOOTER);
+    body.push_str(&sender.footer());
     Email {
         subject: subject(settings, notice),
         body,
@@ -319,7 +354,12 @@ pub fn webhook_slack(settings: &Settings, notice: &Notice) -> serde_json::Value 
 }
 
 /// The test mail of `backup-cli notify test`, sent through `server`.
-pub fn test_email(settings: &Settings, server: &SmtpEndpoint, at: DateTime<Utc>) -> Email {
+pub fn test_email(
+    settings: &Settings,
+    server: &SmtpEndpoint,
+    at: DateTime<Utc>,
+    sender: Sender,
+) -> Email {
     Email {
         subject: format!(
             "{} Test notification - {}",
@@ -329,8 +369,10 @@ pub fn test_email(settings: &Settings, server: &SmtpEndpoint, at: DateTime<Utc>)
         body: format!(
             "This is a test of the backup notifications.\n\nEnvironment: {}\nStorage \
              Backend: {}\nSent through: {server}\n\nIf you can read this, success and \
-             failure mails will reach you.\n\n{FOOTER}",
-            settings.environment, settings.storage.url
+             failure mails will reach you.\n\n{}",
+            settings.environment,
+            settings.storage.url,
+            sender.footer()
         ),
     }
 }
@@ -341,6 +383,8 @@ mod tests {
 
     use super::*;
     use crate::model::Trigger;
+
+    const FOOTER: &str = "This is an automated message from the backup scheduler (backup-worker).";
 
     fn settings(extra: &str) -> Settings {
         crate::config::from_toml(
@@ -386,7 +430,11 @@ mod tests {
     #[test]
     fn success_mail_matches_the_reference_format() {
         let s = settings("");
-        let mail = compose(&s, &Notice::for_run(&run(RunStatus::Success)));
+        let mail = compose(
+            &s,
+            &Notice::for_run(&run(RunStatus::Success)),
+            Sender::Worker,
+        );
         // Completion time, in the configured timezone (UTC+1 in November).
         assert_eq!(
             mail.subject,
@@ -413,7 +461,7 @@ mod tests {
         let s = settings("email_subject_prefix = \"[Prod DB]\"");
         let mut notice = Notice::for_run(&run(RunStatus::Failed));
         notice.backup_type = BackupType::Media;
-        let mail = compose(&s, &notice);
+        let mail = compose(&s, &notice, Sender::Worker);
         // Start time on failure.
         assert_eq!(
             mail.subject,
@@ -431,6 +479,25 @@ mod tests {
              Full details: backup-cli runs show 123 (and the backup-worker log)\n\n{FOOTER}"
         );
         assert_eq!(mail.body, expected);
+    }
+
+    #[test]
+    fn a_mail_sent_by_the_cli_names_the_cli() {
+        let s = settings("");
+        let mail = compose(&s, &Notice::for_run(&run(RunStatus::Failed)), Sender::Cli);
+        assert!(
+            mail.body
+                .contains("Full details: backup-cli runs show 123 (and the backup-cli output)"),
+            "{}",
+            mail.body
+        );
+        assert!(
+            mail.body
+                .ends_with("This is an automated message from the backup scheduler (backup-cli)."),
+            "{}",
+            mail.body
+        );
+        assert!(!mail.body.contains("backup-worker"), "{}", mail.body);
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct DatabaseRequest {
     /// PostgreSQL: skip ownership and grants (restoring as another role).
     #[cfg_attr(feature = "clap", arg(long))]
     pub no_owner: bool,
+    /// Create the database first when it does not exist (a failed restore
+    /// drops it again).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub create: bool,
 }
 
 /// A database restore, checked and ready to run.
@@ -60,6 +64,8 @@ pub struct DatabasePlan {
     pub shown: String,
     /// Tables the destination holds now.
     pub existing_tables: u64,
+    /// The destination does not exist yet: the restore creates it.
+    pub create: bool,
 }
 
 /// Finds the backup, checks the destination (`into`, else the target's own
@@ -117,8 +123,22 @@ pub async fn plan_database(
         ))
         .into());
     }
-    let existing_tables = engine::tables(&destination).await?;
+    let exists = engine::database_exists(&destination).await?;
+    if !exists && !request.create {
+        return Err(RestoreError::Refused(format!(
+            "{} does not exist; create it (createdb, CREATE DATABASE) or pass --create to have \
+             the restore create it",
+            destination.redacted_url()
+        ))
+        .into());
+    }
+    let existing_tables = if exists {
+        engine::tables(&destination).await?
+    } else {
+        0
+    };
     Ok(DatabasePlan {
+        create: !exists,
         shown: destination.redacted_url(),
         manifest,
         destination,
@@ -162,7 +182,18 @@ pub async fn run_database(
         &plan.manifest,
         &plan.shown,
         async {
-            let bytes = restore_into(ctx, plan, options, progress).await?;
+            if plan.create {
+                engine::create_database(&plan.destination).await?;
+            }
+            let restored = restore_into(ctx, plan, options, progress).await;
+            if restored.is_err() && plan.create {
+                // Nothing of the backup stayed in it (one transaction, or a
+                // database made for it): leave the server as it was.
+                if let Err(e) = engine::drop_database(&plan.destination).await {
+                    tracing::warn!(error = %e, "could not drop the database created for the failed restore");
+                }
+            }
+            let bytes = restored?;
             let items = engine::tables(&plan.destination).await?;
             Ok((bytes, items))
         },

@@ -75,6 +75,7 @@ pub async fn drill(
         destination: scratch.clone(),
         shown: scratch.redacted_url(),
         existing_tables: 0,
+        create: false,
     };
     let mut tables = Vec::new();
     let report = record(ctx, RestoreKind::Drill, manifest, &plan.shown, async {
