@@ -162,6 +162,10 @@ struct Listed {
     cron: String,
     timezone: String,
     enabled: bool,
+    /// Whether it fires: enabled, and its backups not switched off.
+    fires: bool,
+    /// Why it does not fire, when it does not.
+    off: Option<String>,
     next_fire: Option<DateTime<Utc>>,
     last_fire_at: Option<DateTime<Utc>>,
     last_run: Option<LastRun>,
@@ -186,11 +190,21 @@ async fn list(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
     };
     let now = Utc::now();
     let mut listed = Vec::new();
-    let Some(history) = history else {
-        return print_list(settings, &listed, json);
+    let stored = match &history {
+        Some(history) => history.schedules().await?,
+        None => Vec::new(),
     };
-    for stored in history.schedules().await? {
+    let drift = schedule::drift(settings, &stored);
+    let Some(history) = history else {
+        return print_list(settings, &listed, &drift, json);
+    };
+    for stored in stored {
         let s = &stored.schedule;
+        let off = if s.enabled {
+            settings.scheduled_off(s.backup_type).map(String::from)
+        } else {
+            Some("the schedule is disabled".into())
+        };
         let last = history
             .list(&RunFilter {
                 backup_type: Some(s.backup_type),
@@ -207,10 +221,12 @@ async fn list(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
             cron: s.cron.as_str().to_string(),
             timezone: s.timezone.0.name().to_string(),
             enabled: s.enabled,
-            next_fire: s
-                .enabled
+            fires: off.is_none(),
+            next_fire: off
+                .is_none()
                 .then(|| s.upcoming(now, 1).into_iter().next())
                 .flatten(),
+            off,
             last_fire_at: stored.last_fire_at,
             last_run: last.map(|r| LastRun {
                 id: r.id,
@@ -222,18 +238,37 @@ async fn list(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
             updated_at: stored.updated_at,
         });
     }
-    print_list(settings, &listed, json)
+    print_list(settings, &listed, &drift, json)
 }
 
-fn print_list(settings: &Settings, listed: &[Listed], json: bool) -> anyhow::Result<ExitCode> {
+fn print_list(
+    settings: &Settings,
+    listed: &[Listed],
+    drift: &[String],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     if json {
         output::json(&listed)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if !settings.enabled {
+        outln!(
+            "scheduled backups are switched off (enabled = false): no schedule fires; \
+             `backup` and `trigger` still run"
+        );
+    }
     if listed.is_empty() {
         outln!("no schedules are stored; run `backup-cli schedules setup`");
-        return Ok(ExitCode::SUCCESS);
+    } else {
+        print_table(settings, listed);
     }
+    for line in drift {
+        outln!("drift: {line}; run `backup-cli schedules setup` to apply the config");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(settings: &Settings, listed: &[Listed]) {
     let tz = settings.timezone;
     let mut table = output::table(&[
         "NAME",
@@ -241,7 +276,7 @@ fn print_list(settings: &Settings, listed: &[Listed], json: bool) -> anyhow::Res
         "TARGETS",
         "CRON",
         "TIMEZONE",
-        "ENABLED",
+        "FIRES",
         "NEXT FIRE",
         "LAST RUN",
     ]);
@@ -252,7 +287,10 @@ fn print_list(settings: &Settings, listed: &[Listed], json: bool) -> anyhow::Res
             l.targets.join(", "),
             l.cron.clone(),
             l.timezone.clone(),
-            if l.enabled { "yes" } else { "no" }.to_string(),
+            match &l.off {
+                None => "yes".to_string(),
+                Some(why) => format!("no ({why})"),
+            },
             l.next_fire.map_or("-".into(), |t| output::time(t, tz)),
             l.last_run.as_ref().map_or("-".into(), |r| {
                 format!(
@@ -266,5 +304,4 @@ fn print_list(settings: &Settings, listed: &[Listed], json: bool) -> anyhow::Res
         ]);
     }
     outln!("{table}");
-    Ok(ExitCode::SUCCESS)
 }

@@ -258,6 +258,22 @@ impl Settings {
         Ok(self)
     }
 
+    /// Why scheduled backups of `backup_type` do not fire, when they do
+    /// not: the master switch (`enabled = false`) or the type's own
+    /// `enabled`. Backups started by hand run either way.
+    pub fn scheduled_off(&self, backup_type: BackupType) -> Option<&'static str> {
+        if !self.enabled {
+            return Some("enabled = false");
+        }
+        match backup_type {
+            BackupType::Database if !self.database_backup.enabled => {
+                Some("database_backup.enabled = false")
+            }
+            BackupType::Media if !self.media_backup.enabled => Some("media_backup.enabled = false"),
+            _ => None,
+        }
+    }
+
     /// The configured targets of the given types, in that order, or only those
     /// named `name`.
     ///

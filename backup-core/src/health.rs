@@ -13,11 +13,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::{
+    config::Settings,
     context::Context,
     history::{BackupRun, RunFilter},
     model::{BackupType, RunStatus},
     queue::{self, Queue},
-    schedule::plan::StoredSchedule,
+    schedule::plan::{self, StoredSchedule},
 };
 
 /// Describes the metric series, once, after a recorder is installed.
@@ -86,11 +87,18 @@ struct Inner {
 }
 
 /// What the cron side of this process works from: the stored schedules it
-/// last loaded, and how far it has dispatched their fires.
+/// last loaded, whether they fire, how they differ from the config, and
+/// how far it has dispatched their fires.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SchedulerView {
+    /// `false` when the master switch (`enabled = false`) is off: no
+    /// backup schedule fires.
+    pub scheduled_backups: bool,
     /// The schedules loaded, by name; none before the first load.
     pub schedules: Option<Vec<ScheduleView>>,
+    /// How the stored schedules differ from the config (what `schedules
+    /// setup` would change); empty when they match.
+    pub drift: Vec<String>,
     /// Every fire time up to this one has been dispatched (or found
     /// dispatched by another replica).
     pub checked_until: Option<DateTime<Utc>>,
@@ -103,34 +111,57 @@ pub struct ScheduleView {
     pub name: String,
     /// Its cron expression.
     pub cron: String,
-    /// Whether it fires.
+    /// Whether the schedule itself is enabled.
     pub enabled: bool,
+    /// Whether it fires: enabled, and its backups not switched off.
+    pub fires: bool,
+    /// Why it does not fire, when it does not.
+    pub off: Option<String>,
 }
 
 impl Health {
     /// The liveness of a process working with `ctx`.
     pub fn new(ctx: Context) -> Self {
+        let scheduled_backups = ctx.settings.enabled;
         Self {
             inner: Arc::new(Inner {
                 ctx,
                 queue: OnceLock::new(),
                 workers: Mutex::new(HashMap::new()),
-                scheduler: Mutex::new(SchedulerView::default()),
+                scheduler: Mutex::new(SchedulerView {
+                    scheduled_backups,
+                    ..SchedulerView::default()
+                }),
             }),
         }
     }
 
-    /// The cron side loaded these schedules.
-    pub fn schedules_loaded(&self, schedules: &[StoredSchedule]) {
+    /// The cron side loaded these schedules, and fires them as `settings`
+    /// say.
+    pub fn schedules_loaded(&self, settings: &Settings, schedules: &[StoredSchedule]) {
         let loaded = schedules
             .iter()
-            .map(|s| ScheduleView {
-                name: s.schedule.name.clone(),
-                cron: s.schedule.cron.as_str().to_string(),
-                enabled: s.schedule.enabled,
+            .map(|s| {
+                let off = if s.schedule.enabled {
+                    settings
+                        .scheduled_off(s.schedule.backup_type)
+                        .map(String::from)
+                } else {
+                    Some("the schedule is disabled".into())
+                };
+                ScheduleView {
+                    name: s.schedule.name.clone(),
+                    cron: s.schedule.cron.as_str().to_string(),
+                    enabled: s.schedule.enabled,
+                    fires: off.is_none(),
+                    off,
+                }
             })
             .collect();
-        self.scheduler().schedules = Some(loaded);
+        let mut view = self.scheduler();
+        view.scheduled_backups = settings.enabled;
+        view.schedules = Some(loaded);
+        view.drift = plan::drift(settings, schedules);
     }
 
     /// The cron side dispatched every fire up to `until`.

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 pub use self::{
     cron::{CronError, CronSchedule},
-    plan::{Action, Plan, Schedule, StoredSchedule, desired, plan, removal},
+    plan::{Action, Plan, Schedule, StoredSchedule, desired, drift, plan, removal},
 };
 use crate::{Error, config::Settings, history::History};
 

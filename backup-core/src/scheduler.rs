@@ -19,11 +19,15 @@ pub use self::{
 };
 use crate::{
     Error,
+    config::Settings,
     context::Context,
     health::Health,
     jobs::payload::{Chore, MaintenanceJob},
     maintenance,
-    schedule::{cron::CronSchedule, plan::StoredSchedule},
+    schedule::{
+        cron::CronSchedule,
+        plan::{self, StoredSchedule},
+    },
 };
 
 /// How often stored schedules are re-read: changes made by `schedules
@@ -49,6 +53,8 @@ pub async fn run<D: Dispatch>(
     let maintenance = ctx.settings.worker.maintenance_schedule.clone();
     let verify = ctx.settings.verify_schedule.clone();
     let tz = ctx.settings.timezone.0;
+    // What is stored, and of it what fires (not switched off).
+    let mut loaded: Option<Vec<StoredSchedule>> = None;
     let mut schedules: Option<Vec<StoredSchedule>> = None;
     let mut reload_at = tokio::time::Instant::now();
     let mut repair_at = tokio::time::Instant::now();
@@ -58,17 +64,27 @@ pub async fn run<D: Dispatch>(
         if now_instant >= reload_at {
             reload_at = now_instant + RELOAD;
             match ctx.history.schedules().await {
-                Ok(fresh) => {
-                    if schedules.is_none() {
+                Ok(stored) => {
+                    let changed = loaded.as_ref().map(|s| names(s)) != Some(names(&stored));
+                    // Switched-off schedules are reported, never fired.
+                    let firing: Vec<StoredSchedule> = stored
+                        .iter()
+                        .filter(|s| ctx.settings.scheduled_off(s.schedule.backup_type).is_none())
+                        .cloned()
+                        .collect();
+                    if loaded.is_none() {
                         let now = Utc::now();
-                        tracing::info!(schedules = fresh.len(), "schedules loaded");
-                        catch_up_now(&dispatch, &ctx, &fresh, now, window).await;
+                        tracing::info!(schedules = stored.len(), "schedules loaded");
+                        announce(&ctx.settings, &stored);
+                        catch_up_now(&dispatch, &ctx, &firing, now, window).await;
                         cursor = now;
-                    } else if schedules.as_ref().map(|s| names(s)) != Some(names(&fresh)) {
-                        tracing::info!(schedules = ?names(&fresh), "schedules changed");
+                    } else if changed {
+                        tracing::info!(schedules = ?names(&stored), "schedules changed");
+                        announce(&ctx.settings, &stored);
                     }
-                    health.schedules_loaded(&fresh);
-                    schedules = Some(fresh);
+                    health.schedules_loaded(&ctx.settings, &stored);
+                    loaded = Some(stored);
+                    schedules = Some(firing);
                 }
                 Err(e) => tracing::error!(error = %e, "cannot read schedules; retrying"),
             }
@@ -125,16 +141,41 @@ pub async fn run<D: Dispatch>(
     }
 }
 
-fn names(list: &[StoredSchedule]) -> Vec<(String, String, bool)> {
+fn names(list: &[StoredSchedule]) -> Vec<(String, String, bool, Vec<String>)> {
     list.iter()
         .map(|s| {
             (
                 s.schedule.name.clone(),
                 s.schedule.cron.as_str().to_string(),
                 s.schedule.enabled,
+                s.schedule.targets.clone(),
             )
         })
         .collect()
+}
+
+/// Logs, at start-up and when the stored schedules change, what does not
+/// fire and why, and how the stored schedules differ from the config.
+fn announce(settings: &Settings, stored: &[StoredSchedule]) {
+    if !settings.enabled {
+        tracing::warn!(
+            "scheduled backups are switched off (enabled = false): no schedule fires; \
+             `backup-cli backup` and `backup-cli trigger` still run"
+        );
+    } else {
+        for s in stored {
+            if let Some(why) = settings.scheduled_off(s.schedule.backup_type) {
+                tracing::warn!(schedule = %s.schedule.name, "{} backups are switched off ({why}): this schedule does not fire", s.schedule.backup_type);
+            }
+        }
+    }
+    let drift = plan::drift(settings, stored);
+    if !drift.is_empty() {
+        tracing::warn!(
+            drift = ?drift,
+            "the stored schedules differ from the config; run `backup-cli schedules setup` to apply it"
+        );
+    }
 }
 
 /// Dispatches the fires in `(cursor, now]`; returns the new cursor. A fire

@@ -706,3 +706,118 @@ fn backup_with_a_queue_it_cannot_reach_refuses_rather_than_back_up_unlocked() {
         sandbox.stored_files()
     );
 }
+
+#[test]
+fn switched_off_backups_never_fire_in_either_mode_and_say_so() {
+    for (mode, off, why) in [
+        ("queue", "BACKUP__ENABLED", "enabled = false"),
+        ("single", "BACKUP__ENABLED", "enabled = false"),
+        (
+            "single",
+            "BACKUP__DATABASE_BACKUP__ENABLED",
+            "database_backup.enabled = false",
+        ),
+    ] {
+        let ns = Namespace::new();
+        let sandbox = Sandbox::new();
+        sandbox.sample_db("app.sqlite3");
+        let port = closed_port();
+        let queue = if mode == "queue" {
+            ns.section()
+        } else {
+            String::new()
+        };
+        config(&sandbox, &queue, Some(port), SQLITE_EVERY_2S);
+        sandbox.cli(&["schedules", "setup"]).success();
+        let worker = Worker::start_with(&sandbox, "a", &[(off, "false")]);
+        let started = Utc::now();
+        // Two periods of the schedule pass, looked at, and nothing fires.
+        let state = wait_fired_past(port, started + chrono::TimeDelta::seconds(5));
+        assert!(
+            sandbox.runs().is_empty(),
+            "{mode}/{off}: {:?}",
+            sandbox.runs()
+        );
+        assert_eq!(state["schedules"][0]["fires"], false, "{state}");
+        assert_eq!(state["schedules"][0]["off"], why, "{state}");
+        assert_eq!(
+            state["scheduled_backups"],
+            off != "BACKUP__ENABLED",
+            "{state}"
+        );
+        let log = worker.log();
+        assert_eq!(
+            log.matches("switched off").count(),
+            1,
+            "said once at start-up: {log}"
+        );
+        let list = sandbox
+            .command(&["schedules", "list"])
+            .env(off, "false")
+            .output()
+            .expect("run");
+        let list = Run::from(list).success();
+        assert!(
+            list.stdout.contains(&format!("no ({why})")),
+            "{}",
+            list.stdout
+        );
+        // By hand, backups still run.
+        let by_hand = sandbox
+            .command(&["backup", "database"])
+            .env(off, "false")
+            .output()
+            .expect("run");
+        Run::from(by_hand).success();
+        if mode == "queue" {
+            sandbox.cli(&["trigger", "database", "--wait"]).success();
+        }
+    }
+}
+
+#[test]
+fn stored_schedules_that_differ_from_the_config_are_reported() {
+    let sandbox = Sandbox::new();
+    sandbox.sample_db("app.sqlite3");
+    sandbox.sample_db("crm.sqlite3");
+    let port = closed_port();
+    let one = "[database_backup]\nschedule = \"0 0 1 1 *\"\n\
+               databases = [{ name = \"app\", url = \"sqlite://app.sqlite3\" }]\n";
+    config(&sandbox, "", Some(port), one);
+    sandbox.cli(&["schedules", "setup"]).success();
+    // A target is added to the config, and `schedules setup` forgotten.
+    let two = "[database_backup]\nschedule = \"0 0 1 1 *\"\n\
+               databases = [{ name = \"app\", url = \"sqlite://app.sqlite3\" }, \
+                            { name = \"crm\", url = \"sqlite://crm.sqlite3\" }]\n";
+    config(&sandbox, "", Some(port), two);
+    let worker = Worker::start(&sandbox, "a");
+    let (code, body) = wait_for(SLOW, "the worker to report its schedules", || {
+        http_get(port, "/healthz").filter(|(_, b)| b.contains("\"drift\":[\""))
+    });
+    assert_eq!(code, 200, "drift is not an outage: {body}");
+    let health: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        health["scheduler"]["drift"][0],
+        "schedule database differs from the config: targets app -> app, crm"
+    );
+    let log = worker.log();
+    assert!(
+        log.contains("targets app -> app, crm") && log.contains("schedules setup"),
+        "{log}"
+    );
+    let list = sandbox.cli(&["schedules", "list"]).success();
+    assert!(
+        list.stdout.contains("drift: schedule database differs from the config: targets app -> app, crm; run `backup-cli schedules setup`"),
+        "{}",
+        list.stdout
+    );
+    // Applied, the drift is gone.
+    sandbox.cli(&["schedules", "setup"]).success();
+    assert!(
+        !sandbox
+            .cli(&["schedules", "list"])
+            .success()
+            .stdout
+            .contains("drift")
+    );
+}

@@ -98,6 +98,11 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(sandbox: &Sandbox, label: &str) -> Self {
+        Self::start_with(sandbox, label, &[])
+    }
+
+    /// Starts a worker with these `BACKUP__` overrides in its environment.
+    pub fn start_with(sandbox: &Sandbox, label: &str, env: &[(&str, &str)]) -> Self {
         let log = sandbox.path().join(format!("worker-{label}.log"));
         let file = fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(worker_path());
@@ -113,6 +118,7 @@ impl Worker {
                 cmd.env_remove(key);
             }
         }
+        cmd.envs(env.iter().copied());
         die_with_parent(&mut cmd);
         let child = cmd.spawn().expect("start backup-worker");
         Self { child, log }
@@ -199,6 +205,21 @@ pub fn loaded_schedules(port: u16) -> Option<Vec<String>> {
                 )
             })
             .collect(),
+    )
+}
+
+/// Waits until a worker's cron side has dispatched every fire up to `t`.
+#[track_caller]
+pub fn wait_fired_past(port: u16, t: chrono::DateTime<chrono::Utc>) -> Value {
+    wait_for(
+        Duration::from_secs(90),
+        "the cron side to look past the time",
+        || {
+            let state = scheduler_state(port)?;
+            let until: chrono::DateTime<chrono::Utc> =
+                state["checked_until"].as_str()?.parse().ok()?;
+            (until > t).then_some(state)
+        },
     )
 }
 

@@ -179,6 +179,67 @@ pub fn removal(stored: &[StoredSchedule]) -> Plan {
     }
 }
 
+/// How the stored schedules differ from what the config asks for: what
+/// `schedules setup` would change, one line each. Empty when they match,
+/// and when scheduled backups are switched off altogether (nothing fires
+/// then); a schedule whose type is switched off is not drift either.
+pub fn drift(settings: &Settings, stored: &[StoredSchedule]) -> Vec<String> {
+    let Ok(wanted) = desired(settings) else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    for (action, schedule) in plan(&wanted, stored).items {
+        let name = &schedule.name;
+        match action {
+            Action::Unchanged => {}
+            Action::Create => lines.push(format!(
+                "schedule {name} is in the config but not stored (targets: {})",
+                schedule.targets.join(", ")
+            )),
+            Action::Delete if settings.scheduled_off(schedule.backup_type).is_some() => {}
+            Action::Delete => lines.push(format!(
+                "schedule {name} is stored but no longer in the config"
+            )),
+            Action::Update => {
+                let Some(old) = stored.iter().find(|s| s.schedule.name == *name) else {
+                    continue;
+                };
+                let old = &old.schedule;
+                let mut changes = Vec::new();
+                if old.targets != schedule.targets {
+                    changes.push(format!(
+                        "targets {} -> {}",
+                        old.targets.join(", "),
+                        schedule.targets.join(", ")
+                    ));
+                }
+                if old.cron != schedule.cron {
+                    changes.push(format!(
+                        "cron {:?} -> {:?}",
+                        old.cron.as_str(),
+                        schedule.cron.as_str()
+                    ));
+                }
+                if old.timezone != schedule.timezone {
+                    changes.push(format!(
+                        "timezone {} -> {}",
+                        old.timezone.0.name(),
+                        schedule.timezone.0.name()
+                    ));
+                }
+                if old.enabled != schedule.enabled {
+                    changes.push(format!("enabled {} -> {}", old.enabled, schedule.enabled));
+                }
+                lines.push(format!(
+                    "schedule {name} differs from the config: {}",
+                    changes.join("; ")
+                ));
+            }
+        }
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,5 +318,29 @@ mod tests {
         settings.enabled = false;
         let err = desired(&settings).unwrap_err().to_string();
         assert!(err.contains("enabled = false"), "{err}");
+    }
+
+    #[test]
+    fn drift_names_what_setup_would_change() {
+        let settings = crate::config::from_toml(
+            "[database_backup]\ndatabases = [\"sqlite://a.db\", \"sqlite://b.db\"]\n\
+             [media_backup]\nenabled = true\npaths = [\"m\"]\n",
+            std::path::Path::new("/srv"),
+        )
+        .expect("settings");
+        let mut db = wanted("database", "0 2 * * *", &["a"]);
+        db.timezone = settings.timezone;
+        let drift = drift(&settings, &[stored(db.clone())]);
+        assert_eq!(
+            drift,
+            [
+                "schedule database differs from the config: targets a -> a, b",
+                "schedule media is in the config but not stored (targets: m)"
+            ]
+        );
+        // Switched off, nothing fires: not drift.
+        let mut off = settings.clone();
+        off.enabled = false;
+        assert!(super::drift(&off, &[stored(db)]).is_empty());
     }
 }
