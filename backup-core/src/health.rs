@@ -15,8 +15,7 @@ use serde::Serialize;
 use crate::{
     config::Settings,
     context::Context,
-    history::{BackupRun, RunFilter},
-    model::{BackupType, RunStatus},
+    history::BackupRun,
     queue::{self, Queue},
     schedule::plan::{self, StoredSchedule},
 };
@@ -39,18 +38,12 @@ pub fn describe_metrics() {
     metrics::describe_gauge!("backup_queue_depth", "Jobs waiting per queue.");
 }
 
-/// Counts a finished run (`backup_runs_total`, its duration) and, on
-/// success, sets the target's gauges.
+/// Records a finished run's duration (`backup_run_duration_seconds`, this
+/// process's runs). The counts and last successes come from history at
+/// each scrape ([`Health::refresh_from_history`]), whoever ran them.
 pub fn record_run(run: &BackupRun) {
-    let labels = metric_labels(run);
-    let mut with_status = labels.to_vec();
-    with_status.push(("status", run.status.as_str().to_string()));
-    metrics::counter!("backup_runs_total", &with_status).increment(1);
     if let Some(seconds) = run.duration_seconds {
-        metrics::histogram!("backup_run_duration_seconds", &labels).record(seconds);
-    }
-    if run.status == RunStatus::Success {
-        record_success(run);
+        metrics::histogram!("backup_run_duration_seconds", &metric_labels(run)).record(seconds);
     }
 }
 
@@ -59,17 +52,6 @@ fn metric_labels(run: &BackupRun) -> [(&'static str, String); 2] {
         ("type", run.backup_type.as_str().to_string()),
         ("target", run.target.clone()),
     ]
-}
-
-/// Sets the per-target gauges of a successful run: its time
-/// (`backup_last_success_timestamp_seconds`) and artifact size.
-pub fn record_success(run: &BackupRun) {
-    let labels = metric_labels(run);
-    if let Some(size) = run.size_bytes {
-        metrics::gauge!("backup_artifact_bytes", &labels).set(size as f64);
-    }
-    let at = run.completed_at.unwrap_or(run.started_at);
-    metrics::gauge!("backup_last_success_timestamp_seconds", &labels).set(at.timestamp() as f64);
 }
 
 /// Shared liveness state of one worker process.
@@ -186,26 +168,38 @@ impl Health {
         let _ = self.inner.queue.set((queue, workers));
     }
 
-    /// Sets the last-success gauges from history, so a restarted worker
-    /// reports them before its first run.
-    pub async fn seed_last_success(&self) {
-        let ctx = &self.inner.ctx;
-        let targets = ctx
-            .settings
-            .targets(&[BackupType::Database, BackupType::Media], None)
-            .unwrap_or_default();
-        for target in targets {
-            let filter = RunFilter {
-                status: Some(RunStatus::Success),
-                backup_type: Some(target.backup_type()),
-                target: Some(target.name().to_string()),
-                limit: 1,
-                ..RunFilter::default()
-            };
-            match ctx.history.list(&filter).await {
-                Ok(runs) => runs.iter().for_each(record_success),
-                Err(e) => tracing::warn!(error = %e, "cannot read the last successful runs"),
+    /// Sets `backup_runs_total` and the per-target last-success gauges
+    /// (`backup_last_success_timestamp_seconds`, `backup_artifact_bytes`)
+    /// from run history, so they count backups made by any replica or by
+    /// `backup-cli backup` as well as this process's.
+    pub async fn refresh_from_history(&self) {
+        let history = &self.inner.ctx.history;
+        match history.run_counts().await {
+            Ok(counts) => {
+                for c in counts {
+                    let labels = [
+                        ("type", c.backup_type.as_str().to_string()),
+                        ("target", c.target),
+                        ("status", c.status.as_str().to_string()),
+                    ];
+                    metrics::counter!("backup_runs_total", &labels).absolute(c.runs.max(0) as u64);
+                }
             }
+            Err(e) => tracing::warn!(error = %e, "cannot count runs for /metrics"),
+        }
+        match history.last_successes().await {
+            Ok(runs) => {
+                for run in &runs {
+                    let labels = metric_labels(run);
+                    if let Some(size) = run.size_bytes {
+                        metrics::gauge!("backup_artifact_bytes", &labels).set(size as f64);
+                    }
+                    let at = run.completed_at.unwrap_or(run.started_at);
+                    metrics::gauge!("backup_last_success_timestamp_seconds", &labels)
+                        .set(at.timestamp() as f64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the last successful runs"),
         }
     }
 

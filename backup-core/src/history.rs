@@ -21,7 +21,7 @@ pub use self::{
     locks::InstanceLock,
     pool::{History, HistoryError, truncate},
     restores::{NewRestore, RestoreRun},
-    runs::{BackupRun, NewRun, Outcome, RunFilter},
+    runs::{BackupRun, NewRun, Outcome, RunCount, RunFilter},
 };
 use self::{
     locks::migration_lock,

@@ -54,6 +54,7 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
     state.health.refresh_queue_depths().await;
+    state.health.refresh_from_history().await;
     let body = state.metrics.as_ref().map_or_else(String::new, |h| {
         h.run_upkeep();
         h.render()

@@ -79,7 +79,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ctx.notifier.log_setup();
     let metrics = http::install_metrics();
     let health = Health::new(ctx.clone());
-    health.seed_last_success().await;
     let (stop_tx, stop_rx) = watch::channel(false);
     let signal = async move {
         let result = shutdown_signal().await;

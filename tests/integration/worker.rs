@@ -821,3 +821,47 @@ fn stored_schedules_that_differ_from_the_config_are_reported() {
             .contains("drift")
     );
 }
+
+#[test]
+fn metrics_count_backups_that_another_process_made() {
+    let sandbox = Sandbox::new();
+    std::fs::create_dir_all(sandbox.path().join("uploads")).expect("dir");
+    std::fs::write(sandbox.path().join("uploads/a.txt"), "a").expect("file");
+    let port = closed_port();
+    config(
+        &sandbox,
+        "",
+        Some(port),
+        "[media_backup]\nenabled = true\npaths = [\"uploads\"]\n",
+    );
+    let _worker = Worker::start(&sandbox, "a");
+    wait_for(SLOW, "/healthz 200", || {
+        http_get(port, "/healthz").filter(|(c, _)| *c == 200)
+    });
+    // A backup by hand: the worker never saw it run.
+    let run = sandbox.cli(&["backup", "media", "--json"]).success().json()[0].clone();
+    let (code, metrics) = http_get(port, "/metrics").expect("metrics");
+    assert_eq!(code, 200);
+    assert!(
+        metrics
+            .contains("backup_runs_total{type=\"media\",target=\"uploads\",status=\"success\"} 1"),
+        "{metrics}"
+    );
+    let value = |name: &str| -> f64 {
+        let prefix = format!("{name}{{type=\"media\",target=\"uploads\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+            .parse()
+            .expect("a number")
+    };
+    assert_eq!(
+        value("backup_last_success_timestamp_seconds"),
+        time(&run, "completed_at").timestamp() as f64
+    );
+    assert_eq!(
+        value("backup_artifact_bytes"),
+        run["size_bytes"].as_f64().expect("size")
+    );
+}

@@ -396,4 +396,57 @@ impl History {
                 source,
             })
     }
+
+    /// How many finished runs each target has, by status: whichever process
+    /// or replica ran them.
+    ///
+    /// # Errors
+    ///
+    /// When the query fails.
+    pub async fn run_counts(&self) -> Result<Vec<RunCount>, HistoryError> {
+        let sql = "SELECT backup_type, target, status, COUNT(*) AS runs FROM backup_runs \
+                   WHERE status <> 'running' GROUP BY backup_type, target, status \
+                   ORDER BY backup_type, target, status";
+        on_pool!(self, pool => sqlx::query_as(sql).fetch_all(pool).await).map_err(|source| {
+            HistoryError::Query {
+                what: "counting runs",
+                source,
+            }
+        })
+    }
+
+    /// The newest successful run of each target.
+    ///
+    /// # Errors
+    ///
+    /// When the query fails.
+    pub async fn last_successes(&self) -> Result<Vec<BackupRun>, HistoryError> {
+        let sql = select_run!(
+            "r WHERE status = 'success' AND id = (SELECT s.id FROM backup_runs s \
+             WHERE s.backup_type = r.backup_type AND s.target = r.target \
+             AND s.status = 'success' ORDER BY s.completed_at DESC, s.id DESC LIMIT 1) \
+             ORDER BY backup_type, target"
+        );
+        on_pool!(self, pool => sqlx::query_as(sql).fetch_all(pool).await).map_err(|source| {
+            HistoryError::Query {
+                what: "reading the last successful runs",
+                source,
+            }
+        })
+    }
+}
+
+/// Finished runs of one target with one status.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RunCount {
+    /// `database` or `media`.
+    #[sqlx(try_from = "String")]
+    pub backup_type: BackupType,
+    /// Target name.
+    pub target: String,
+    /// `success` or `failed`.
+    #[sqlx(try_from = "String")]
+    pub status: RunStatus,
+    /// How many.
+    pub runs: i64,
 }
