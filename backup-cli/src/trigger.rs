@@ -5,6 +5,7 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::bail;
 use backup_core::{
     config::Settings,
+    history::History,
     jobs::BackupJob,
     model::{BackupType, RunStatus, Trigger},
     queue::{self, Queue},
@@ -21,9 +22,15 @@ pub struct Args {
     /// Only this target (default: every target of the type).
     #[arg(long)]
     target: Option<String>,
-    /// Wait for the runs to finish; exit non-zero if one failed.
+    /// Wait for the runs to finish; exit non-zero if one failed, or when no
+    /// backup-worker is alive to run them.
     #[arg(long)]
     wait: bool,
+    /// With --wait: stop waiting after this many seconds (exit non-zero; the
+    /// jobs stay queued).
+    #[arg(long, value_name = "SECONDS", requires = "wait",
+          value_parser = clap::value_parser!(u64).range(1..=7 * 24 * 3600))]
+    timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -68,24 +75,50 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
     if !args.wait {
         return Ok(ExitCode::SUCCESS);
     }
+    let kind = queue::backup_queue(backup_type);
+    let lost_after = settings.worker.lost_after();
+    let no_worker = |still: &str| {
+        format!(
+            "no backup-worker is alive{still} on queue {:?} at {} (namespace {:?}); the jobs stay \
+             queued and run when a worker starts (see `backup-cli runs list`)",
+            kind,
+            queue.url(),
+            queue.namespace()
+        )
+    };
+    if queue.live_workers(kind, lost_after).await?.is_empty() {
+        eprintln!("error: {}", no_worker(""));
+        return Ok(ExitCode::FAILURE);
+    }
+    let deadline = args
+        .timeout
+        .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let mut failed = false;
-    let started = std::time::Instant::now();
-    let mut hinted = false;
+    let mut checked = tokio::time::Instant::now();
     for (target, task_id) in tasks {
         let result = loop {
             if let Some(result) = queue.result(&task_id).await? {
                 break result;
             }
-            if !hinted && started.elapsed() > Duration::from_secs(30) {
-                hinted = true;
+            let now = tokio::time::Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                let seconds = args.timeout.unwrap_or_default();
+                let run = started_run(&settings, &task_id).await;
                 eprintln!(
-                    "still waiting; is a backup-worker running on {} (namespace {:?})? \
-                     Ctrl-C stops waiting, the job stays queued",
-                    queue.url(),
-                    queue.namespace()
+                    "error: gave up waiting after {seconds} s; {target}: task {task_id}{run} is \
+                     still queued or running; look it up later with `backup-cli runs list \
+                     --target {target}`"
                 );
+                return Ok(ExitCode::FAILURE);
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            if now.duration_since(checked) >= Duration::from_secs(2) {
+                checked = now;
+                if queue.live_workers(kind, lost_after).await?.is_empty() {
+                    eprintln!("error: {}", no_worker(" any more"));
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         };
         let run = result
             .run_id
@@ -106,4 +139,17 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// ` (run N)` when the task's run has started, read from history.
+async fn started_run(settings: &Settings, task_id: &str) -> String {
+    let Ok(history) = History::open_read_only(&settings.history.url).await else {
+        return String::new();
+    };
+    match history.task_runs(task_id).await {
+        Ok(runs) => runs
+            .last()
+            .map_or(String::new(), |r| format!(" (run {}, {})", r.id, r.status)),
+        Err(_) => String::new(),
+    }
 }

@@ -198,7 +198,10 @@ impl Queue {
             what: "encoding a job",
             reason: e.to_string(),
         })?;
-        let task_id = uuid::Uuid::new_v4().simple().to_string();
+        // Time-ordered ids: apalis-redis keeps pushes in its scheduled set,
+        // scored by the second, and promotes ties in id order, so jobs of
+        // one second start in the order they were pushed.
+        let task_id = uuid::Uuid::now_v7().simple().to_string();
         let mut task = TaskBuilder::new(payload)
             .task_id(TaskId::from_string(task_id.clone()))
             .max_attempts(1);
@@ -215,6 +218,29 @@ impl Queue {
                     reason: scrub(&e.to_string(), self.password.as_deref()),
                 })?;
         Ok((queued + scheduled > 0).then_some(task_id))
+    }
+
+    /// The workers of queue `kind` that have beaten within `within`: the
+    /// ones alive (apalis keeps each worker's last heartbeat, in seconds,
+    /// in the queue's workers set).
+    ///
+    /// # Errors
+    ///
+    /// When Redis fails.
+    pub async fn live_workers(
+        &self,
+        kind: &str,
+        within: Duration,
+    ) -> Result<Vec<String>, QueueError> {
+        let config = self.storage_config(kind, Duration::from_secs(30));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let since = now.saturating_sub(within).as_secs();
+        let mut conn = self.conn.clone();
+        conn.zrangebyscore(config.workers_set(), since, "+inf")
+            .await
+            .map_err(self.err("reading the live workers"))
     }
 
     /// Jobs waiting in queue `kind` (ready plus scheduled for later).

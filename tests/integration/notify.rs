@@ -573,6 +573,7 @@ fn the_worker_sends_one_failure_mail_after_the_last_retry_and_retries_the_mail()
         http.url("/ping"),
     ));
     let _worker = Worker::start(&sandbox, "a");
+    ns.wait_for_worker("database");
 
     let out = sandbox.cli(&["trigger", "database", "--wait"]).failure();
     assert!(out.stdout.contains("app: failed (run "), "{}", out.stdout);

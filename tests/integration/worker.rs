@@ -212,6 +212,7 @@ fn transient_failures_are_retried_with_a_row_per_attempt_then_given_up() {
         &format!("[database_backup]\ndatabases = [\"{url}\"]\n"),
     );
     let _worker = Worker::start(&sandbox, "a");
+    ns.wait_for_worker("database");
 
     let out = sandbox.cli(&["trigger", "database", "--wait"]);
     let task = task_id(&out);
@@ -258,6 +259,7 @@ fn permanent_errors_are_not_retried() {
         &format!("[database_backup]\ndatabases = [\"{url}\"]\n"),
     );
     let _worker = Worker::start(&sandbox, "a");
+    ns.wait_for_worker("database");
 
     let out = sandbox.cli(&["trigger", "database", "--wait"]).failure();
     assert!(out.stdout.contains("does not exist"), "{}", out.stdout);
@@ -283,6 +285,8 @@ fn trigger_enqueues_for_the_workers_and_wait_reports_the_outcome() {
          [media_backup]\npaths = [\"media\"]\n",
     );
     let _worker = Worker::start(&sandbox, "a");
+    ns.wait_for_worker("database");
+    ns.wait_for_worker("media");
 
     let out = sandbox.cli(&["trigger", "database", "--wait"]).success();
     assert!(
@@ -863,5 +867,66 @@ fn metrics_count_backups_that_another_process_made() {
     assert_eq!(
         value("backup_artifact_bytes"),
         run["size_bytes"].as_f64().expect("size")
+    );
+}
+
+#[test]
+fn trigger_wait_says_when_no_worker_is_alive_and_gives_up_on_a_timeout() {
+    let ns = Namespace::new();
+    // No worker at all: said at once, and the job stays queued.
+    let sandbox = Sandbox::new();
+    sandbox.sample_db("app.sqlite3");
+    config(
+        &sandbox,
+        &ns.section(),
+        None,
+        "[database_backup]\ndatabases = [{ name = \"app\", url = \"sqlite://app.sqlite3\" }]\n",
+    );
+    let out = sandbox.cli(&["trigger", "database", "--wait"]).failure();
+    assert!(
+        out.stderr.contains("no backup-worker is alive"),
+        "{}",
+        out.stderr
+    );
+    // (apalis-redis keeps every push in the scheduled set until it is due.)
+    let queued = ns.redis(&["ZCARD", &format!("{}:database:scheduled", ns.name)]);
+    assert_eq!(queued.trim(), "1", "the job stays queued");
+    ns.redis(&["DEL", &format!("{}:database:scheduled", ns.name)]);
+
+    // A backup slower than the timeout: the wait ends, naming the run.
+    let (sandbox, _db) = slow_pg_dump(&ns, "sleep 15");
+    let mut worker = Worker::start(&sandbox, "a");
+    ns.wait_for_worker("database");
+    let out = sandbox
+        .cli(&["trigger", "database", "--wait", "--timeout", "5"])
+        .failure();
+    assert!(
+        out.stderr.contains("gave up waiting after 5 s"),
+        "{}",
+        out.stderr
+    );
+    let run = only(&sandbox.runs()).clone();
+    assert_eq!(run["status"], "running", "{run}");
+    assert!(
+        out.stderr
+            .contains(&format!("(run {}, running)", run["id"])),
+        "{}",
+        out.stderr
+    );
+    // The only worker dies while a wait goes on: the wait ends.
+    let waiting = sandbox
+        .command(&["trigger", "database", "--wait"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("trigger");
+    worker.signal(libc::SIGKILL);
+    worker.wait_exit(Duration::from_secs(10));
+    let out = Run::from(waiting.wait_with_output().expect("trigger ended"));
+    let out = out.failure();
+    assert!(
+        out.stderr.contains("no backup-worker is alive any more"),
+        "{}",
+        out.stderr
     );
 }

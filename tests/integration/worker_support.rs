@@ -70,6 +70,21 @@ impl Namespace {
         )
     }
 
+    /// Waits until a worker of `queue` has registered in Redis: until then
+    /// `trigger --wait` says no worker is alive.
+    #[track_caller]
+    pub fn wait_for_worker(&self, queue: &str) {
+        let key = format!("{}:{queue}:workers", self.name);
+        wait_for(
+            Duration::from_secs(90),
+            "a queue worker to register",
+            || {
+                let count = self.redis(&["ZCARD", &key]);
+                (count.trim().parse::<u32>().unwrap_or(0) > 0).then_some(())
+            },
+        );
+    }
+
     pub fn redis(&self, args: &[&str]) -> String {
         let port = self.url.rsplit(':').next().expect("port");
         sh(&format!("redis-cli -p {port} {}", args.join(" ")))
