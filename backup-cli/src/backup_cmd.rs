@@ -53,6 +53,7 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
             target: t.name().to_string(),
             trigger: Trigger::Manual,
             scheduled_for: None,
+            job_id: None,
         })
         .collect();
     // With [queue], the lock every worker takes: never back up beside one.

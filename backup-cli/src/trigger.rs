@@ -59,6 +59,7 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
             target: target.name().to_string(),
             trigger: Trigger::Manual,
             scheduled_for: None,
+            job_id: None,
         };
         let Some(task_id) = queue
             .push(queue::backup_queue(backup_type), &job, None)

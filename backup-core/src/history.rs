@@ -24,7 +24,7 @@ pub use self::{
     runs::{BackupRun, NewRun, Outcome, RunCount, RunFilter},
 };
 use self::{
-    locks::migration_lock,
+    locks::{migration_lock, migration_read_lock},
     pool::{Pool, on_pool, redact_sqlx},
 };
 use crate::config::HistoryUrl;
@@ -95,18 +95,38 @@ impl History {
         {
             return Err(HistoryError::Missing(String::from(url.clone())));
         }
+        // A worker starting beside us may be migrating: read after it.
+        let _migrating = match url {
+            HistoryUrl::Sqlite(path) => migration_read_lock(path).await?,
+            HistoryUrl::Postgres(_) => None,
+        };
         let history = Self::connect_as(url, true).await?;
         let count = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
-        // Before the first migration the table does not exist: that is zero.
-        let applied: i64 =
-            on_pool!(history, pool => sqlx::query_scalar(count).fetch_one(pool).await).unwrap_or(0);
         let known = history.migrator().iter().count();
-        if (applied.max(0) as usize) < known {
-            return Err(HistoryError::Outdated {
-                url: history.url.clone(),
-                applied: applied.max(0) as usize,
-                known,
-            });
+        // A PostgreSQL migration in progress shows part way for a moment:
+        // look again before calling the schema old.
+        let looks = if matches!(url, HistoryUrl::Postgres(_)) {
+            10
+        } else {
+            1
+        };
+        for look in 1..=looks {
+            // Before the first migration the table does not exist: zero.
+            let applied: i64 =
+                on_pool!(history, pool => sqlx::query_scalar(count).fetch_one(pool).await)
+                    .unwrap_or(0);
+            let applied = applied.max(0) as usize;
+            if applied >= known {
+                break;
+            }
+            if look == looks {
+                return Err(HistoryError::Outdated {
+                    url: history.url.clone(),
+                    applied,
+                    known,
+                });
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
         Ok(history)
     }

@@ -194,6 +194,23 @@ impl Queue {
         job: &T,
         idempotency_key: Option<&str>,
     ) -> Result<Option<String>, QueueError> {
+        self.push_after(kind, job, idempotency_key, Duration::ZERO)
+            .await
+    }
+
+    /// Enqueues `job` on queue `kind` to start no sooner than `delay` from
+    /// now (a retry's backoff): until then workers take other jobs.
+    ///
+    /// # Errors
+    ///
+    /// When Redis fails.
+    pub async fn push_after<T: Serialize>(
+        &self,
+        kind: &str,
+        job: &T,
+        idempotency_key: Option<&str>,
+        delay: Duration,
+    ) -> Result<Option<String>, QueueError> {
         let payload = serde_json::to_vec(job).map_err(|e| QueueError::Redis {
             what: "encoding a job",
             reason: e.to_string(),
@@ -205,6 +222,16 @@ impl Queue {
         let mut task = TaskBuilder::new(payload)
             .task_id(TaskId::from_string(task_id.clone()))
             .max_attempts(1);
+        if !delay.is_zero() {
+            // Due times are whole seconds: round up, so the wait is never
+            // shorter than asked.
+            let due = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                + delay;
+            let seconds = due.as_secs() + u64::from(due.subsec_nanos() > 0);
+            task = task.run_at_timestamp(seconds);
+        }
         if let Some(key) = idempotency_key {
             task = task.idempotency_key(key);
         }

@@ -15,7 +15,7 @@ use backup_core::{
     config::{self, QueueSettings},
     context::{self, Context},
     health::Health,
-    jobs::{Runner, backup_handler, chore_handler},
+    jobs::{RetryLayer, Runner, backup_handler, chore_handler},
     lock::Locks,
     queue::{self, Queue, Wakes},
     scheduler::{self, RedisDispatch},
@@ -135,10 +135,14 @@ async fn run_queue(
             let storage = RedisStorage::new(queue.connection())
                 .with_config(queue.storage_config(kind, heartbeat))
                 .poll_with_strategy(wakes.strategy(kind));
+            // The handler runs one attempt; the retry layer settles it, and
+            // schedules a retry as a later delivery, so the worker takes
+            // other jobs meanwhile.
             WorkerBuilder::new(format!("{base}:{kind}:{restarts}"))
                 .backend(storage)
                 .concurrency(1)
                 .parallelize(tokio::spawn)
+                .layer(RetryLayer::new(runner.clone(), queue.clone()))
                 .catch_panic()
                 .data(runner.clone())
                 .build(backup_handler)

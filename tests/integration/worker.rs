@@ -242,9 +242,26 @@ fn transient_failures_are_retried_with_a_row_per_attempt_then_given_up() {
         |a: &Value, b: &Value| (time(b, "started_at") - time(a, "completed_at")).num_milliseconds();
     assert!(gap(&runs[0], &runs[1]) >= 1000, "{runs:#?}");
     assert!(gap(&runs[1], &runs[2]) >= 2000, "{runs:#?}");
-    // The backend finished the job as dead: it will not run it again on its own.
-    let dead = ns.redis(&["SISMEMBER", &format!("{}:database:dead", ns.name), &task]);
-    assert_eq!(dead.trim(), "1", "the job is not in the dead set");
+    // Each retry was a later delivery of the job: the first two ended done,
+    // the last one ended the job as dead, so the backend never runs it
+    // again on its own (it would, up to 25 times, for a delivery that ended
+    // failed); nothing of the job is left queued.
+    let members = |key: &str| -> Vec<String> {
+        ns.redis(&["SMEMBERS", &format!("{}:database:{key}", ns.name)])
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    wait_for(SLOW, "the last delivery to be filed as dead", || {
+        (members("dead").len() == 1).then_some(())
+    });
+    let done = members("done");
+    assert!(done.len() == 2 && done.contains(&task), "{done:?}");
+    assert!(members("failed").is_empty());
+    let scheduled = ns.redis(&["ZCARD", &format!("{}:database:scheduled", ns.name)]);
+    let active = ns.redis(&["LLEN", &format!("{}:database:active", ns.name)]);
+    assert_eq!((scheduled.trim(), active.trim()), ("0", "0"));
 }
 
 #[test]
@@ -929,4 +946,53 @@ fn trigger_wait_says_when_no_worker_is_alive_and_gives_up_on_a_timeout() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn a_broken_target_waiting_for_its_retry_never_holds_up_a_healthy_one() {
+    let ns = Namespace::new();
+    let sandbox = Sandbox::new();
+    sandbox.sample_db("app.sqlite3");
+    // Unreachable (retried), missing (permanent), healthy, in that order.
+    let unreachable = format!("postgres://postgres@127.0.0.1:{}/gone", closed_port());
+    let missing = format!("{PG_URL}/{}", unique("missing"));
+    sandbox.config(&format!(
+        "{}\n[worker]\nheartbeat_seconds = 1\n[retry]\nattempts = 2\nbackoff_seconds = 5\n\
+         [http]\nlisten = \"\"\n\
+         [database_backup]\ndatabases = [{{ name = \"unreachable\", url = \"{unreachable}\" }}, \
+         {{ name = \"missing\", url = \"{missing}\" }}, \
+         {{ name = \"healthy\", url = \"sqlite://app.sqlite3\" }}]\n",
+        ns.section()
+    ));
+    let _worker = Worker::start(&sandbox, "a");
+    ns.wait_for_worker("database");
+    let out = sandbox.cli(&["trigger", "database", "--wait"]).failure();
+    assert!(out.stdout.contains("healthy: success"), "{}", out.stdout);
+
+    let runs = runs_oldest_first(&sandbox);
+    let of =
+        |target: &str| -> Vec<&Value> { runs.iter().filter(|r| r["target"] == target).collect() };
+    let (broken, missing, healthy) = (of("unreachable"), of("missing"), of("healthy"));
+    assert_eq!(broken.len(), 2, "two attempts: {runs:#?}");
+    assert_eq!(
+        missing.len(),
+        1,
+        "a permanent error is not retried: {runs:#?}"
+    );
+    assert_eq!(healthy.len(), 1, "{runs:#?}");
+    // The healthy backup is done before the broken target's retry starts.
+    assert!(
+        time(healthy[0], "completed_at") < time(broken[1], "started_at"),
+        "{runs:#?}"
+    );
+    // Jobs of one queue start in the order they were enqueued.
+    let firsts: Vec<&str> = runs
+        .iter()
+        .filter(|r| r["attempt"] == 1)
+        .map(|r| r["target"].as_str().expect("target"))
+        .collect();
+    assert_eq!(firsts, ["unreachable", "missing", "healthy"], "{runs:#?}");
+    // Attempts are numbered across deliveries, under one job.
+    assert_eq!(broken[0]["task_id"], broken[1]["task_id"]);
+    assert_eq!(broken[1]["attempt"], 2);
 }

@@ -96,3 +96,26 @@ pub(super) async fn migration_lock(
         source: sqlx::migrate::MigrateError::Execute(sqlx::Error::Io(e)),
     })
 }
+
+/// Waits, when a process is migrating the SQLite history file, until it is
+/// done; held until the returned file is dropped. Reads only: a history
+/// that was never migrated has no lock file, and none is created.
+pub(super) async fn migration_read_lock(
+    path: &std::path::Path,
+) -> Result<Option<std::fs::File>, HistoryError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".migrate.lock");
+    let lock_path = std::path::PathBuf::from(lock_path);
+    tokio::task::spawn_blocking(move || match std::fs::File::open(&lock_path) {
+        Ok(file) => file.lock_shared().map(|()| Some(file)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))
+    .and_then(|r| r)
+    .map_err(|e| HistoryError::Open {
+        url: format!("sqlite://{}", path.display()),
+        source: sqlx::Error::Io(e),
+    })
+}

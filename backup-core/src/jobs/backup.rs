@@ -1,13 +1,19 @@
-//! The backup job: one target backed up under its lock, idempotent on its
-//! task id (a redelivered job that already succeeded is not run again; the
-//! rows of a lost delivery are finished), attempts numbered across
-//! deliveries, one notification per job, and the final result kept for
-//! `trigger --wait`. The worker's queues and `backup-cli backup` both run
-//! backups through [`run_backup`].
+//! The backup job.
+//!
+//! [`attempt`] runs one attempt: the target backed up under its lock,
+//! idempotent on the job's id (a redelivered job that already succeeded is
+//! not run again; the rows of a lost delivery are finished), numbered on
+//! from the job's earlier attempts. [`settle`] is the retry policy: after
+//! an attempt, the job is done, failed for good, or to be tried again after
+//! a backoff; a finished job is notified once and its result kept for
+//! `trigger --wait`. The queue workers apply the policy in a tower layer
+//! ([`super::retry`]) that schedules a retry as a new delivery;
+//! single-process mode and `backup-cli backup` use [`run_backup`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use apalis::prelude::{AbortError, Data, TaskId};
+use apalis::prelude::{BoxDynError, Data, IntoResponse, TaskId};
 use chrono::Utc;
 
 use super::payload::BackupJob;
@@ -76,25 +82,189 @@ pub struct JobFailed {
     pub run: Option<BackupRun>,
 }
 
-/// Runs a backup job: waits for the target's lock; with a `task_id`, skips
-/// if this task already succeeded (a redelivered job) and finishes the rows
-/// of a lost earlier delivery; then runs attempts until one succeeds, an
-/// error is permanent, or the runner's attempts are used. Notifies once,
-/// and stores the result for `trigger --wait`.
-///
-/// # Errors
-///
-/// [`JobFailed`] when no attempt succeeded; the job is then over (the
-/// worker tells apalis not to run it again).
-pub async fn run_backup(
+/// What one attempt came to.
+#[derive(Debug)]
+pub enum Attempted {
+    /// A successful run, or the job had already succeeded (a redelivery).
+    Succeeded(Box<Done>),
+    /// No successful run.
+    Failed {
+        /// Why, and the attempt's row when one was recorded.
+        failed: Box<JobFailed>,
+        /// Whether another attempt cannot help (bad credentials, a missing
+        /// target or tool, or no attempts left).
+        permanent: bool,
+        /// The job's attempts so far, this one included.
+        attempts: u32,
+    },
+}
+
+impl IntoResponse for Attempted {
+    type Output = Self;
+
+    fn into_response(self) -> Result<Self, BoxDynError> {
+        Ok(self)
+    }
+}
+
+/// The job's state after an attempt, as the retry policy sees it.
+#[derive(Debug)]
+pub enum Settled {
+    /// A successful run; notified.
+    Done(Box<Done>),
+    /// Failed for good (permanent, or the last attempt); notified.
+    Failed(JobFailed),
+    /// Try again after this backoff: a new delivery of the same job.
+    RetryAfter(Duration, JobFailed),
+}
+
+/// Runs one attempt of a backup job under the target's lock. With a job
+/// id, a job that already succeeded is not backed up again, rows of a lost
+/// earlier delivery are finished, and the attempt is numbered on; a job
+/// that already used its attempts fails without running.
+pub async fn attempt(
     runner: &Runner,
     job: &BackupJob,
-    task_id: Option<&str>,
+    job_id: Option<&str>,
     progress: Progress,
-) -> Result<Done, JobFailed> {
-    let mut outcome = attempts(runner, job, task_id, progress).await;
+) -> Attempted {
+    let ctx = &runner.ctx;
+    let settings = &ctx.settings;
+    let failed = |message: String, run: Option<BackupRun>, permanent: bool, attempts: u32| {
+        Attempted::Failed {
+            failed: Box::new(JobFailed { message, run }),
+            permanent,
+            attempts,
+        }
+    };
+    let targets = match settings.targets(&[job.backup_type], Some(&job.target)) {
+        Ok(t) => t,
+        Err(e) => {
+            // The target left the config after the job was queued.
+            let message = e.to_string();
+            tracing::error!(target = %job.target, error = %message, "backup job for an unknown target");
+            return failed(message, None, true, 1);
+        }
+    };
+    let target = targets[0];
+    let held = match runner
+        .locks
+        .acquire(
+            &lock_name(job.backup_type, &job.target),
+            settings.worker.lost_after(),
+        )
+        .await
+    {
+        Ok(held) => held,
+        Err(e) => return failed(e.to_string(), None, false, 1),
+    };
+    let result = async {
+        let previous = match job_id {
+            Some(id) => match ctx.history.task_runs(id).await {
+                Ok(runs) => runs,
+                Err(e) => return failed(e.to_string(), None, false, 1),
+            },
+            None => Vec::new(),
+        };
+        if let Some(done) = previous.iter().find(|r| r.status == RunStatus::Success) {
+            tracing::info!(
+                run_id = done.id,
+                job_id,
+                "job already succeeded; not backing up twice"
+            );
+            return Attempted::Succeeded(Box::new(Done {
+                run: done.clone(),
+                manifest: None,
+                warnings: Vec::new(),
+                pruned: Vec::new(),
+            }));
+        }
+        for lost in previous.iter().filter(|r| r.status == RunStatus::Running) {
+            // We hold the target lock, so whoever ran this is gone.
+            finish_lost(ctx, lost, Utc::now()).await;
+        }
+        let attempts = previous.len() as u32 + 1;
+        let last = previous.last().cloned();
+        if attempts > runner.attempts {
+            let message = format!(
+                "gave up after {} attempt(s); last error: {}",
+                runner.attempts,
+                last.as_ref()
+                    .map_or("none recorded", |r| r.error_message.as_str())
+            );
+            return failed(message, last, true, attempts - 1);
+        }
+        let request = Request {
+            trigger: job.trigger,
+            scheduled_for: job.scheduled_for,
+            task_id: job_id.map(str::to_string),
+            attempt: i64::from(attempts),
+        };
+        let report = match backup::run(ctx, target, &request, progress).await {
+            Ok(report) => report,
+            Err(e) => return failed(e.to_string(), last, false, attempts),
+        };
+        health::record_run(&report.run);
+        match report.error {
+            None => Attempted::Succeeded(Box::new(Done {
+                run: report.run,
+                manifest: report.manifest,
+                warnings: report.warnings,
+                pruned: report.pruned,
+            })),
+            Some(error) => {
+                let message = report.run.error_message.clone();
+                failed(message, Some(report.run), error.is_permanent(), attempts)
+            }
+        }
+    }
+    .await;
+    held.release().await;
+    result
+}
+
+/// The retry policy, applied after an attempt: a success or a failure
+/// that another attempt cannot help (permanent, or the last of
+/// `retry.attempts`) ends the job, notified once and its result kept for
+/// `trigger --wait`; any other failure is tried again after the backoff,
+/// without a notification.
+pub async fn settle(
+    runner: &Runner,
+    job: &BackupJob,
+    job_id: Option<&str>,
+    attempted: Attempted,
+) -> Settled {
+    let mut outcome = match attempted {
+        Attempted::Succeeded(done) => Ok(*done),
+        Attempted::Failed {
+            failed,
+            permanent: false,
+            attempts,
+        } if attempts < runner.attempts => {
+            let wait = runner.ctx.settings.retry.backoff(attempts);
+            tracing::warn!(
+                attempt = attempts,
+                retry_in_seconds = wait.as_secs(),
+                error = %failed.message,
+                "attempt failed; retrying"
+            );
+            return Settled::RetryAfter(wait, *failed);
+        }
+        Attempted::Failed {
+            failed,
+            permanent,
+            attempts,
+        } => {
+            if permanent {
+                tracing::error!(attempt = attempts, error = %failed.message, "permanent error; not retrying");
+            } else {
+                tracing::error!(attempt = attempts, error = %failed.message, "last attempt failed");
+            }
+            Err(*failed)
+        }
+    };
     notify(&runner.ctx, job, &mut outcome).await;
-    if let (Some(queue), Some(task_id)) = (&runner.results, task_id) {
+    if let (Some(queue), Some(id)) = (&runner.results, job_id) {
         let result = match &outcome {
             Ok(done) => JobResult {
                 status: RunStatus::Success,
@@ -107,33 +277,49 @@ pub async fn run_backup(
                 error: Some(f.message.clone()),
             },
         };
-        if let Err(e) = queue.set_result(task_id, &result).await {
-            tracing::warn!(error = %e, task_id, "could not store the job result");
+        if let Err(e) = queue.set_result(id, &result).await {
+            tracing::warn!(error = %e, job_id = id, "could not store the job result");
         }
     }
-    outcome
+    match outcome {
+        Ok(done) => Settled::Done(Box::new(done)),
+        Err(failed) => Settled::Failed(failed),
+    }
 }
 
-/// The apalis handler of the backup queues: runs the job; any failure ends
-/// it (apalis must not retry it: attempts are ours, see [`run_backup`]).
+/// Runs a backup job in this process: attempts, with the backoff waited
+/// here, until the job is settled. For `backup-cli backup` (one attempt)
+/// and single-process mode, where each job is a task of its own, so a
+/// backoff holds up no other target.
 ///
 /// # Errors
 ///
-/// [`AbortError`] when no attempt succeeded.
+/// [`JobFailed`] when no attempt succeeded.
+pub async fn run_backup(
+    runner: &Runner,
+    job: &BackupJob,
+    job_id: Option<&str>,
+    progress: Progress,
+) -> Result<Done, JobFailed> {
+    loop {
+        let attempted = attempt(runner, job, job_id, progress.clone()).await;
+        match settle(runner, job, job_id, attempted).await {
+            Settled::Done(done) => return Ok(*done),
+            Settled::Failed(failed) => return Err(failed),
+            Settled::RetryAfter(wait, _) => tokio::time::sleep(wait).await,
+        }
+    }
+}
+
+/// The apalis handler of the backup queues: one attempt of the job. The
+/// retry layer ([`super::retry::RetryLayer`]) decides what follows.
 pub async fn backup_handler(
     job: BackupJob,
     task_id: TaskId,
     runner: Data<Arc<Runner>>,
-) -> Result<(), AbortError> {
-    run_backup(
-        &runner,
-        &job,
-        Some(&task_id.to_string()),
-        Progress::default(),
-    )
-    .await
-    .map(|_| ())
-    .map_err(AbortError::new)
+) -> Attempted {
+    let id = job.id(Some(&task_id.to_string()));
+    attempt(&runner, &job, id.as_deref(), Progress::default()).await
 }
 
 /// Sends the job's one notification: after the successful run, or after
@@ -169,97 +355,6 @@ async fn notify(ctx: &Context, job: &BackupJob, outcome: &mut Result<Done, JobFa
     }
 }
 
-async fn attempts(
-    runner: &Runner,
-    job: &BackupJob,
-    task_id: Option<&str>,
-    progress: Progress,
-) -> Result<Done, JobFailed> {
-    let ctx = &runner.ctx;
-    let fail = |message: String, run: Option<BackupRun>| JobFailed { message, run };
-    let settings = &ctx.settings;
-    let targets = match settings.targets(&[job.backup_type], Some(&job.target)) {
-        Ok(t) => t,
-        Err(e) => {
-            // The target left the config after the job was queued.
-            let message = e.to_string();
-            tracing::error!(target = %job.target, error = %message, "backup job for an unknown target");
-            return Err(fail(message, None));
-        }
-    };
-    let target = targets[0];
-    let held = runner
-        .locks
-        .acquire(
-            &lock_name(job.backup_type, &job.target),
-            settings.worker.lost_after(),
-        )
-        .await
-        .map_err(|e| fail(e.to_string(), None))?;
-    let result = async {
-        let previous = match task_id {
-            Some(task_id) => ctx.history.task_runs(task_id).await.map_err(|e| fail(e.to_string(), None))?,
-            None => Vec::new(),
-        };
-        if let Some(done) = previous.iter().find(|r| r.status == RunStatus::Success) {
-            tracing::info!(run_id = done.id, task_id, "job already succeeded; not backing up twice");
-            return Ok(Done { run: done.clone(), manifest: None, warnings: Vec::new(), pruned: Vec::new() });
-        }
-        for lost in previous.iter().filter(|r| r.status == RunStatus::Running) {
-            // We hold the target lock, so whoever ran this is gone.
-            finish_lost(ctx, lost, Utc::now()).await;
-        }
-        let max = i64::from(runner.attempts);
-        let mut attempt = previous.len() as i64 + 1;
-        let mut last: Option<BackupRun> = previous.last().cloned();
-        loop {
-            if attempt > max {
-                let message = format!(
-                    "gave up after {max} attempt(s); last error: {}",
-                    last.as_ref().map_or("none recorded", |r| r.error_message.as_str())
-                );
-                return Err(fail(message, last));
-            }
-            let request = Request {
-                trigger: job.trigger,
-                scheduled_for: job.scheduled_for,
-                task_id: task_id.map(str::to_string),
-                attempt,
-            };
-            let report = backup::run(ctx, target, &request, progress.clone())
-                .await
-                .map_err(|e| fail(e.to_string(), last.clone()))?;
-            health::record_run(&report.run);
-            let Some(error) = report.error else {
-                return Ok(Done {
-                    run: report.run,
-                    manifest: report.manifest,
-                    warnings: report.warnings,
-                    pruned: report.pruned,
-                });
-            };
-            let permanent = error.is_permanent();
-            let message = report.run.error_message.clone();
-            last = Some(report.run);
-            if permanent {
-                tracing::error!(attempt, error = %message, "permanent error; not retrying");
-                return Err(fail(message, last));
-            }
-            if attempt >= max {
-                tracing::error!(attempt, error = %message, "last attempt failed");
-                return Err(fail(message, last));
-            }
-            let wait = settings.retry.backoff(attempt as u32);
-            tracing::warn!(attempt, retry_in_seconds = wait.as_secs(), error = %message, "attempt failed; retrying");
-            tokio::time::sleep(wait).await;
-            attempt += 1;
-        }
-    }
-    .await;
-    held.release().await;
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +387,7 @@ mod tests {
             target: "app".into(),
             trigger: Trigger::Manual,
             scheduled_for: None,
+            job_id: None,
         }
     }
 

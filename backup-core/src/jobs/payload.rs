@@ -16,9 +16,20 @@ pub struct BackupJob {
     pub trigger: Trigger,
     /// The fire time, when scheduled.
     pub scheduled_for: Option<DateTime<Utc>>,
+    /// The job this delivery belongs to: the task id of its first delivery.
+    /// A retry is a new delivery of the same job; its attempts are numbered
+    /// on, and its outcome is the job's. `None` on the first delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
 }
 
 impl BackupJob {
+    /// The id the job's runs and result are kept under: `job_id`, else this
+    /// delivery's task id.
+    pub fn id(&self, task_id: Option<&str>) -> Option<String> {
+        self.job_id.clone().or_else(|| task_id.map(str::to_string))
+    }
+
     /// The key that makes a scheduled fire enqueue once across replicas:
     /// schedule, target and fire time. Manual jobs have none.
     pub fn idempotency_key(&self, schedule: &str) -> Option<String> {

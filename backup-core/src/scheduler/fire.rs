@@ -30,6 +30,7 @@ fn fire(s: &StoredSchedule, at: DateTime<Utc>, trigger: Trigger) -> Fire {
                 target: target.clone(),
                 trigger,
                 scheduled_for: Some(at),
+                job_id: None,
             })
             .collect(),
     }
