@@ -207,21 +207,28 @@ impl Health {
     /// `{host}-{pid}:{kind}:{restarts}`).
     pub fn on_worker_event(&self, name: &str, event: &Event) {
         let kind = name.split(':').rev().nth(1).unwrap_or(name).to_string();
+        // Through a Redis outage workers stop and restart with backoff; the
+        // connection reports the outage, once.
+        let outage = self.inner.queue.get().is_some_and(|(q, _)| q.is_down());
         let alive = match event {
             Event::Start => true,
             Event::Stop | Event::Exit => false,
+            Event::Error(e) if outage => {
+                tracing::debug!(worker = name, error = %e, "queue worker error");
+                return;
+            }
             Event::Error(e) => {
                 tracing::warn!(worker = name, error = %e, "queue worker error");
                 return;
             }
             _ => return,
         };
-        tracing::info!(
-            worker = name,
-            alive,
-            "queue worker {}",
-            if alive { "started" } else { "stopped" }
-        );
+        let state = if alive { "started" } else { "stopped" };
+        if outage {
+            tracing::debug!(worker = name, alive, "queue worker {state}");
+        } else {
+            tracing::info!(worker = name, alive, "queue worker {state}");
+        }
         self.inner
             .workers
             .lock()

@@ -3,7 +3,10 @@
 //!
 //! Jobs are apalis-redis tasks (JSON payloads) so the worker's apalis
 //! `Monitor` consumes them; locks and results are plain keys under the same
-//! namespace.
+//! namespace. Every command goes through one [`outage::Gated`] connection,
+//! which rides out an outage with backoff and few log lines.
+
+pub mod outage;
 
 use std::{
     pin::Pin,
@@ -17,13 +20,11 @@ use std::{
 
 use apalis::prelude::{Strategy, TaskBuilder, TaskId};
 use futures_util::{Stream, task::AtomicWaker};
-use redis::{
-    AsyncCommands, Client, Script,
-    aio::{ConnectionManager, ConnectionManagerConfig},
-};
+use redis::{AsyncCommands, Client, Script, aio::ConnectionManagerConfig};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use self::outage::{Gated, Outage};
 use crate::{
     config::QueueSettings,
     model::{BackupType, RunStatus},
@@ -89,7 +90,8 @@ pub struct JobResult {
 /// A connection to the shared queue.
 #[derive(Clone)]
 pub struct Queue {
-    conn: ConnectionManager,
+    conn: Gated,
+    outage: Outage,
     namespace: String,
     url: String,
     password: Option<String>,
@@ -133,8 +135,10 @@ impl Queue {
         .await
         .map_err(|_| fail("no answer within 10 s".into()))?
         .map_err(|e| fail(e.to_string()))?;
+        let outage = Outage::default();
         Ok(Self {
-            conn,
+            conn: Gated::new(conn, outage.clone(), &url),
+            outage,
             namespace: settings.namespace.clone(),
             url: url.clone(),
             password,
@@ -142,8 +146,14 @@ impl Queue {
     }
 
     /// The connection, for apalis storages.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> Gated {
         self.conn.clone()
+    }
+
+    /// Whether Redis failed to answer the last command: an outage, logged
+    /// once by the connection (callers need not log each failure).
+    pub fn is_down(&self) -> bool {
+        self.outage.is_down()
     }
 
     /// The queue URL with secrets masked.
@@ -409,7 +419,7 @@ impl Queue {
 /// A held Redis lock; released on [`RedisLock::release`] or drop.
 #[derive(Debug)]
 pub struct RedisLock {
-    conn: ConnectionManager,
+    conn: Gated,
     key: String,
     token: String,
     renewer: tokio::task::JoinHandle<()>,

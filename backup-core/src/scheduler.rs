@@ -116,6 +116,9 @@ pub async fn run<D: Dispatch>(
                             tracing::info!(fire = %at, chore = chore.as_str(), "chore enqueued")
                         }
                         Ok(false) => {}
+                        Err(e) if dispatch.is_down() => {
+                            tracing::debug!(error = %e, chore = chore.as_str(), "cannot enqueue the chore")
+                        }
                         Err(e) => {
                             tracing::error!(error = %e, chore = chore.as_str(), "cannot enqueue the chore")
                         }
@@ -190,7 +193,11 @@ async fn fire_due<D: Dispatch>(
 ) -> DateTime<Utc> {
     for fire in due(schedules, cursor, now) {
         if let Err(e) = dispatch_fire(dispatch, ctx, &fire).await {
-            tracing::error!(schedule = %fire.schedule, fire = %fire.at, error = %e, "cannot enqueue a scheduled backup; will retry");
+            if dispatch.is_down() {
+                tracing::debug!(schedule = %fire.schedule, fire = %fire.at, error = %e, "cannot enqueue a scheduled backup; will retry");
+            } else {
+                tracing::error!(schedule = %fire.schedule, fire = %fire.at, error = %e, "cannot enqueue a scheduled backup; will retry");
+            }
             return fire.at - TimeDelta::nanoseconds(1);
         }
     }

@@ -51,7 +51,9 @@ fn main() -> ExitCode {
         Format::Json => telemetry::LogFormat::Json,
         Format::Human => telemetry::LogFormat::Human,
     };
-    telemetry::init(format, "info");
+    // apalis' monitor logs each worker restart; ours says it once, with
+    // the reason, and stays quiet through a Redis outage.
+    telemetry::init(format, "info,apalis_core::monitor=error");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -165,9 +167,17 @@ async fn run_queue(
         });
     }
     let events = health.clone();
+    let outage = queue.clone();
     let monitor = monitor
-        .should_restart(|ctx, error| {
-            tracing::warn!(worker = ctx.name(), error = %error, "queue worker stopped; restarting it");
+        .should_restart(move |ctx, error| {
+            // While Redis is away the connection says so, once; the
+            // restarts it causes (each waits for the connection's backoff)
+            // are not news.
+            if outage.is_down() {
+                tracing::debug!(worker = ctx.name(), error = %error, "queue worker stopped; restarting it");
+            } else {
+                tracing::warn!(worker = ctx.name(), error = %error, "queue worker stopped; restarting it");
+            }
             true
         })
         .on_event(move |ctx, event| events.on_worker_event(ctx.name(), event))

@@ -444,7 +444,7 @@ fn workers_survive_a_redis_restart_and_health_follows_it() {
     let port = closed_port();
     config(&sandbox, &ns.section(), Some(port), SQLITE_EVERY_2S);
     sandbox.cli(&["schedules", "setup"]).success();
-    let _worker = Worker::start(&sandbox, "a");
+    let worker = Worker::start(&sandbox, "a");
     wait_for(SLOW, "/healthz 200", || {
         http_get(port, "/healthz").filter(|(c, _)| *c == 200)
     });
@@ -455,11 +455,36 @@ fn workers_survive_a_redis_restart_and_health_follows_it() {
         http_get(port, "/healthz").filter(|(c, _)| *c == 503)
     });
     assert!(body.contains("queue"), "{body}");
+    // The outage lasts 20 s, and /healthz says so throughout.
+    let down = std::time::Instant::now();
+    while down.elapsed() < Duration::from_secs(20) {
+        let (code, _) = http_get(port, "/healthz").expect("the worker answers");
+        assert_eq!(code, 503, "healthy while Redis is down");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     redis.restart();
     let restarted = Utc::now();
     wait_for(SLOW, "/healthz 200 again", || {
         http_get(port, "/healthz").filter(|(c, _)| *c == 200)
     });
+    // A few lines for the whole outage, not one per try: it began, it ended.
+    let log = wait_for(SLOW, "the worker to log the reconnection", || {
+        let log = worker.log();
+        log.contains("Redis is reachable again").then_some(log)
+    });
+    // (The test's workers log debug lines too; an operator's do not.)
+    let outage: Vec<&str> = log
+        .lines()
+        .skip_while(|l| !l.contains("Redis is unreachable"))
+        .take_while(|l| !l.contains("Redis is reachable again"))
+        .filter(|l| !l.contains("\"level\":\"DEBUG\""))
+        .collect();
+    assert!(
+        !outage.is_empty() && outage.len() <= 4,
+        "{} lines while Redis was down:\n{}",
+        outage.len(),
+        outage.join("\n")
+    );
     wait_for(SLOW, "a run after Redis came back", || {
         successes(&sandbox)
             .into_iter()

@@ -32,6 +32,11 @@ pub trait Dispatch: Send + Sync {
     ) -> impl Future<Output = Result<bool, Error>> + Send;
     /// Enqueues (or starts) the maintenance job; `Ok(false)` when taken.
     fn maintenance(&self, job: MaintenanceJob) -> impl Future<Output = Result<bool, Error>> + Send;
+    /// Whether the queue is known to be away (its failures are then logged
+    /// once by the connection, not by each caller).
+    fn is_down(&self) -> bool {
+        false
+    }
 }
 
 /// Fires go to Redis with an idempotency key: the first replica's push
@@ -57,6 +62,10 @@ impl RedisDispatch {
 }
 
 impl Dispatch for RedisDispatch {
+    fn is_down(&self) -> bool {
+        self.queue.is_down()
+    }
+
     async fn backup(&self, schedule: &str, job: BackupJob) -> Result<bool, Error> {
         let key = job.idempotency_key(schedule);
         let kind = queue::backup_queue(job.backup_type);
