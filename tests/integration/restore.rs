@@ -22,13 +22,8 @@ fn flip_byte(path: &Path) {
     fs::write(path, bytes).expect("write");
 }
 
-fn restores(sandbox: &Sandbox) -> Vec<Value> {
-    let out = sandbox.cli(&["restore", "list", "--json"]).success();
-    out.json().as_array().expect("array").clone()
-}
-
-#[test]
-fn postgresql_round_trips_into_a_fresh_database_and_over_an_existing_one() {
+/// A seeded PostgreSQL database, and a sandbox backing it up as `shop`.
+fn shop() -> (PgDb, Sandbox) {
     let source = PgDb::create();
     postgres::seed(&source);
     let sandbox = Sandbox::new();
@@ -36,6 +31,17 @@ fn postgresql_round_trips_into_a_fresh_database_and_over_an_existing_one() {
         "[database_backup]\ndatabases = [{{ name = \"shop\", url = \"{}\" }}]\n",
         source.url()
     ));
+    (source, sandbox)
+}
+
+fn restores(sandbox: &Sandbox) -> Vec<Value> {
+    let out = sandbox.cli(&["restore", "list", "--json"]).success();
+    out.json().as_array().expect("array").clone()
+}
+
+#[test]
+fn postgresql_round_trips_into_a_fresh_database_and_over_an_existing_one() {
+    let (source, sandbox) = shop();
     let run = backup(&sandbox, "database");
     let original = postgres::digest(&source.name);
 
@@ -105,13 +111,7 @@ fn postgresql_round_trips_into_a_fresh_database_and_over_an_existing_one() {
 
 #[test]
 fn a_postgresql_restore_that_fails_half_way_changes_nothing() {
-    let source = PgDb::create();
-    postgres::seed(&source);
-    let sandbox = Sandbox::new();
-    sandbox.config(&format!(
-        "[database_backup]\ndatabases = [{{ name = \"shop\", url = \"{}\" }}]\n",
-        source.url()
-    ));
+    let (source, sandbox) = shop();
     backup(&sandbox, "database");
     // A destination where the restore must fail part way: a table of the
     // same name with an incompatible shape, and a marker row.
@@ -554,13 +554,7 @@ fn verify_catches_flipped_truncated_and_manifestless_artifacts() {
 
 #[test]
 fn a_restore_drill_counts_rows_in_a_scratch_database_and_drops_it() {
-    let source = PgDb::create();
-    postgres::seed(&source);
-    let sandbox = Sandbox::new();
-    sandbox.config(&format!(
-        "[database_backup]\ndatabases = [{{ name = \"shop\", url = \"{}\" }}]\n",
-        source.url()
-    ));
+    let (source, sandbox) = shop();
     let run = backup(&sandbox, "database");
     let scratch = unique("drill");
     let exists = |name: &str| {
@@ -802,13 +796,7 @@ fn a_backup_warns_of_links_that_restore_would_refuse() {
 
 #[test]
 fn a_restore_into_a_missing_database_says_how_and_create_makes_it() {
-    let source = PgDb::create();
-    postgres::seed(&source);
-    let sandbox = Sandbox::new();
-    sandbox.config(&format!(
-        "[database_backup]\ndatabases = [{{ name = \"shop\", url = \"{}\" }}]\n",
-        source.url()
-    ));
+    let (source, sandbox) = shop();
     backup(&sandbox, "database");
     let missing = PgDb {
         name: unique("created"),

@@ -223,28 +223,21 @@ pub async fn database_exists(db: &ServerDatabase) -> Result<bool, EngineError> {
 ///
 /// [`EngineError::TargetMissing`] when it exists; connection failures.
 pub async fn create_database(db: &ServerDatabase) -> Result<(), EngineError> {
+    if database_exists(db).await? {
+        return Err(super::preflight::scratch_exists(&db.database));
+    }
     let admin = admin(db);
     let (mut conn, preflight) = connect(&admin).await?;
-    let exists: Result<Option<String>, _> = sqlx::query_scalar(
-        "SELECT schema_name FROM information_schema.schemata WHERE schema_name = ?",
-    )
-    .bind(&db.database)
-    .fetch_optional(&mut conn)
-    .await;
-    let result = match exists {
-        Ok(Some(_)) => Err(super::preflight::scratch_exists(&db.database)),
-        Ok(None) => sqlx::query(sqlx::AssertSqlSafe(format!(
-            "CREATE DATABASE {} CHARACTER SET utf8mb4",
-            ident(&db.database)
-        )))
-        .execute(&mut conn)
-        .await
-        .map(|_| ())
-        .map_err(|e| preflight.failed(&e)),
-        Err(e) => Err(preflight.failed(&e)),
-    };
+    let created = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE {} CHARACTER SET utf8mb4",
+        ident(&db.database)
+    )))
+    .execute(&mut conn)
+    .await
+    .map(|_| ())
+    .map_err(|e| preflight.failed(&e));
     let _ = conn.close().await;
-    result
+    created
 }
 
 /// Drops the database `db` names.
