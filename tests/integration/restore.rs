@@ -111,7 +111,7 @@ fn postgresql_round_trips_into_a_fresh_database_and_over_an_existing_one() {
 
 #[test]
 fn a_postgresql_restore_that_fails_half_way_changes_nothing() {
-    let (source, sandbox) = shop();
+    let (_source, sandbox) = shop();
     backup(&sandbox, "database");
     // A destination where the restore must fail part way: a table of the
     // same name with an incompatible shape, and a marker row.
