@@ -2,23 +2,30 @@
 
 use std::{io::IsTerminal, process::ExitCode};
 
-use backup_core::{config::Settings, model::BackupType, storage::Storage};
+use backup_core::{
+    config::Settings,
+    model::{BackupType, parse_target_name},
+    storage::{Listed, Storage},
+};
 use clap::Subcommand;
 use comfy_table::Cell;
+use serde_json::json;
 
 use crate::output::{self, outln};
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List complete artifacts (those with a manifest), newest first.
+    /// List complete artifacts (those with a manifest), newest first; a
+    /// manifest that disagrees with where it lies is listed as damaged.
     List {
         /// Only artifacts of this type (database, media).
         #[arg(long = "type", value_parser = |s: &str| s.parse::<BackupType>())]
         backup_type: Option<BackupType>,
         /// Only artifacts of this target.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_target_name)]
         target: Option<String>,
-        /// Print the manifests as a JSON array.
+        /// Print the manifests as a JSON array (a damaged one as
+        /// `{"manifest_key", "damaged"}`).
         #[arg(long)]
         json: bool,
     },
@@ -31,12 +38,21 @@ pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         json,
     } = cmd;
     let storage = Storage::new(&settings.storage);
-    let manifests = storage.manifests(backup_type, target.as_deref()).await?;
+    let listing = storage.listing(backup_type, target.as_deref()).await?;
     if json {
-        output::json(&manifests)?;
+        let items: Vec<serde_json::Value> = listing
+            .iter()
+            .map(|listed| match listed {
+                Listed::Valid(m) => serde_json::to_value(m).unwrap_or_default(),
+                Listed::Damaged { key, reason } => {
+                    json!({ "manifest_key": key, "damaged": reason })
+                }
+            })
+            .collect();
+        output::json(&items)?;
         return Ok(ExitCode::SUCCESS);
     }
-    if manifests.is_empty() {
+    if listing.is_empty() {
         eprintln!("no artifacts in {}", storage.url());
         return Ok(ExitCode::SUCCESS);
     }
@@ -46,7 +62,24 @@ pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     let mut table = output::table(&[
         "TYPE", "TARGET", "RUN", "CREATED", "SIZE", "SHA256", "ARTIFACT",
     ]);
-    for m in &manifests {
+    let mut damaged = Vec::new();
+    for listed in &listing {
+        let m = match listed {
+            Listed::Valid(m) => m,
+            Listed::Damaged { key, reason } => {
+                damaged.push((key, reason));
+                table.add_row(vec![
+                    Cell::new("-"),
+                    Cell::new("-"),
+                    Cell::new("-"),
+                    Cell::new("-"),
+                    Cell::new("-"),
+                    Cell::new("DAMAGED"),
+                    Cell::new(key),
+                ]);
+                continue;
+            }
+        };
         table.add_row(vec![
             Cell::new(m.backup_type),
             Cell::new(&m.target),
@@ -62,5 +95,8 @@ pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         ]);
     }
     outln!("{table}");
+    for (key, reason) in damaged {
+        outln!("damaged: {key}: {reason} (never restored, verified or pruned)");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,7 @@ use backup_core::{
     context::Context,
     jobs::{BackupJob, Done, JobFailed, Runner, run_backup},
     lock,
+    model::parse_target_name,
     model::{BackupType, Trigger},
     notify::Sender,
     pipeline::Progress,
@@ -31,7 +32,7 @@ pub struct Args {
     /// What to back up.
     kind: Kind,
     /// Only the target with this name.
-    #[arg(long, short)]
+    #[arg(long, short, value_parser = parse_target_name)]
     target: Option<String>,
     /// Print the finished runs as a JSON array on stdout.
     #[arg(long)]

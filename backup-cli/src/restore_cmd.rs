@@ -27,7 +27,7 @@ pub enum Command {
     /// Past restores, newest first.
     List {
         /// At most this many.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=100_000))]
         limit: i64,
         /// Print JSON.
         #[arg(long)]
@@ -101,6 +101,9 @@ async fn database(ctx: &Context, args: DatabaseArgs) -> anyhow::Result<ExitCode>
         );
     }
     let plan = restore::plan_database(ctx, request).await?;
+    for warning in &plan.warnings {
+        eprintln!("warning: {warning}");
+    }
     let mut replace = request.yes;
     if plan.existing_tables > 0 && !replace && std::io::stdin().is_terminal() {
         replace = confirm(&format!(
@@ -133,6 +136,9 @@ async fn database(ctx: &Context, args: DatabaseArgs) -> anyhow::Result<ExitCode>
 
 async fn media(ctx: &Context, args: MediaArgs) -> anyhow::Result<ExitCode> {
     let plan = restore::plan_media(ctx, &args.request).await?;
+    for warning in &plan.warnings {
+        eprintln!("warning: {warning}");
+    }
     let progress = Progress::default();
     let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
         output::spinner(

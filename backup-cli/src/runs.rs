@@ -2,15 +2,18 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
 use backup_core::{
     config::Settings,
-    history::{BackupRun, History, HistoryError, RunFilter},
+    history::{
+        BackupRun, History, HistoryError, RunFilter,
+        when::{self, Edge},
+    },
     maintenance,
+    model::parse_target_name,
     model::{BackupType, RunStatus},
     storage::{Storage, StorageError},
 };
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono::Utc;
 use clap::Subcommand;
 use comfy_table::Cell;
 
@@ -27,7 +30,7 @@ pub enum Command {
         #[arg(long = "type", value_parser = parse_type)]
         backup_type: Option<BackupType>,
         /// Only runs of this target.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_target_name)]
         target: Option<String>,
         /// Only runs started since a date (2026-11-01), a time (RFC 3339) or
         /// an age (30m, 12h, 7d, 2w).
@@ -41,7 +44,7 @@ pub enum Command {
         #[arg(long)]
         search: Option<String>,
         /// At most this many runs.
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
         limit: i64,
         /// Show whole error messages (the table cuts them at 60 characters).
         #[arg(long)]
@@ -64,7 +67,7 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
         /// Override history_retention_days.
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=36_500))]
         older_than_days: Option<u32>,
     },
 }
@@ -91,17 +94,14 @@ pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             wide,
             json,
         } => {
-            if limit < 1 {
-                bail!("--limit must be at least 1");
-            }
             let since = since
-                .map(|s| parse_time(&s, now, &settings, Edge::Start))
+                .map(|s| when::parse_when(&s, now, settings.timezone.0, Edge::Start))
                 .transpose()
-                .context("--since")?;
+                .map_err(|e| anyhow::anyhow!("--since {e}"))?;
             let until = until
-                .map(|s| parse_time(&s, now, &settings, Edge::End))
+                .map(|s| when::parse_when(&s, now, settings.timezone.0, Edge::End))
                 .transpose()
-                .context("--until")?;
+                .map_err(|e| anyhow::anyhow!("--until {e}"))?;
             let filter = RunFilter {
                 status,
                 backup_type,
@@ -173,60 +173,6 @@ pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Which end of a day a bare date stands for.
-#[derive(Clone, Copy)]
-enum Edge {
-    /// Its first instant (`--since 2026-11-01`).
-    Start,
-    /// The first instant after it (`--until 2026-11-01` includes that day).
-    End,
-}
-
-/// `7d`-style ages, dates (midnight in the configured timezone) and RFC 3339 times.
-fn parse_time(
-    s: &str,
-    now: DateTime<Utc>,
-    settings: &Settings,
-    edge: Edge,
-) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(date) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        let day = match edge {
-            Edge::Start => date,
-            Edge::End => date.succ_opt().context("a date after the calendar's end")?,
-        };
-        let midnight = day.and_hms_opt(0, 0, 0).context("midnight exists")?;
-        return settings
-            .timezone
-            .0
-            .from_local_datetime(&midnight)
-            .earliest()
-            .map(|t| t.with_timezone(&Utc))
-            .with_context(|| format!("{s} has no midnight in {}", settings.timezone.0));
-    }
-    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = number
-        .parse()
-        .ok()
-        .filter(|_| !unit.is_empty())
-        .with_context(|| {
-            format!(
-                "{s:?}: expected a date (2026-11-01), an RFC 3339 time or an age (30m, 12h, 7d, 2w)"
-            )
-        })?;
-    let age = match unit {
-        "m" => Duration::try_minutes(n),
-        "h" => Duration::try_hours(n),
-        "d" => Duration::try_days(n),
-        "w" => Duration::try_weeks(n),
-        other => bail!("{s:?}: unknown unit {other:?}; use m, h, d or w"),
-    };
-    age.and_then(|age| now.checked_sub_signed(age))
-        .with_context(|| format!("{s:?} reaches before any date there is"))
 }
 
 fn print_table(runs: &[BackupRun], settings: &Settings, wide: bool) {

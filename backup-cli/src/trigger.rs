@@ -7,6 +7,7 @@ use backup_core::{
     config::Settings,
     history::History,
     jobs::BackupJob,
+    model::parse_target_name,
     model::{BackupType, RunStatus, Trigger},
     queue::{self, Queue},
 };
@@ -20,7 +21,7 @@ pub struct Args {
     #[arg(value_enum)]
     what: What,
     /// Only this target (default: every target of the type).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_target_name)]
     target: Option<String>,
     /// Wait for the runs to finish; exit non-zero if one failed, or when no
     /// backup-worker is alive to run them.

@@ -228,7 +228,8 @@ async fn prune(ctx: &Context, target: Target<'_>) -> Result<Vec<String>, Error> 
         .manifests(Some(target.backup_type()), Some(target.name()))
         .await?;
     let plan = retention::plan(artifacts, ctx.settings.storage.keep);
-    let deleted = retention::apply(&ctx.storage, &plan).await?;
+    let deleted =
+        retention::apply(&ctx.storage, &plan, target.backup_type(), target.name()).await?;
     for key in &deleted {
         tracing::info!(artifact = %key, "deleted by retention");
     }

@@ -30,10 +30,6 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
-use self::{
-    error::invalid,
-    overrides::{Overrides, describe},
-};
 pub use self::{
     error::{CONFIG_ENV, ConfigError},
     sections::{
@@ -47,6 +43,10 @@ pub use self::{
     },
     values::{EmailAddress, HistoryUrl, StorageUrl, Timezone},
     webhooks::{NotifyOn, WebhookFormat, WebhookSettings},
+};
+use self::{
+    error::{check_range, invalid},
+    overrides::{Overrides, describe},
 };
 use crate::{model::BackupType, schedule::cron::CronSchedule};
 
@@ -225,9 +225,12 @@ pub fn from_toml(text: &str, base: &Path) -> Result<Settings, ConfigError> {
 
 impl Settings {
     fn validated(mut self, base: &Path) -> Result<Self, ConfigError> {
-        if self.history_retention_days == 0 {
-            return Err(invalid("history_retention_days must be at least 1"));
-        }
+        // A hundred years: any longer and the cutoff leaves the calendar.
+        check_range(
+            "history_retention_days",
+            self.history_retention_days,
+            1..=36_500,
+        )?;
         self.history.validate(base);
         self.storage.validate(base)?;
         self.compression.validate()?;

@@ -30,7 +30,7 @@ pub enum Error {
     #[error(transparent)]
     Restore(#[from] RestoreError),
     /// An unexpected local I/O failure (compression, temporary files).
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", io_chain(source))]
     Io {
         /// What was being done.
         context: String,
@@ -53,4 +53,20 @@ impl Error {
             Error::History(_) | Error::Queue(_) | Error::Io { .. } => false,
         }
     }
+}
+
+/// An I/O error and its causes on one line: libraries wrap the OS error
+/// ("No space left on device") in messages of their own.
+pub(crate) fn io_chain(e: &std::io::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
 }

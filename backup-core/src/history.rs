@@ -8,6 +8,7 @@ pub(crate) mod pool;
 pub mod restores;
 pub mod runs;
 pub mod schedules;
+pub mod when;
 
 use std::{str::FromStr, time::Duration};
 

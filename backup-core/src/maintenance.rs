@@ -51,7 +51,10 @@ pub async fn repair_lost_runs(ctx: &Context, now: DateTime<Utc>) -> Result<Vec<B
     let lost_after =
         TimeDelta::from_std(ctx.settings.worker.lost_after()).unwrap_or(TimeDelta::MAX);
     let mut finished = Vec::new();
-    for run in ctx.history.lost_runs(now - lost_after).await? {
+    let before = now
+        .checked_sub_signed(lost_after)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    for run in ctx.history.lost_runs(before).await? {
         if finish_lost(ctx, &run, now).await {
             finished.push(run);
         }
@@ -80,7 +83,10 @@ pub async fn plan_history_cleanup(
     days: u32,
     now: DateTime<Utc>,
 ) -> Result<HistoryCleanup, HistoryError> {
-    let cutoff = now - TimeDelta::days(i64::from(days));
+    // Saturates: a cutoff before the calendar begins matches no run.
+    let cutoff = TimeDelta::try_days(i64::from(days))
+        .and_then(|d| now.checked_sub_signed(d))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     Ok(HistoryCleanup {
         cutoff,
         days,

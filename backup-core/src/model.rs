@@ -96,6 +96,16 @@ pub fn check_target_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// A target name given as an argument (`--target NAME`), checked like a
+/// name in the config: it becomes a storage path, where `..` would climb.
+///
+/// # Errors
+///
+/// The rule, as [`check_target_name`].
+pub fn parse_target_name(name: &str) -> Result<String, String> {
+    check_target_name(name).map(|()| name.to_string())
+}
+
 /// A valid target name made from `raw` (a directory or database name): each
 /// run of characters a name cannot hold becomes one `-` (`my media` →
 /// `my-media`), and leading `.` and `-` go. `None` when nothing is left.

@@ -11,6 +11,9 @@ pub const MASK: &str = "***";
 /// that do not parse as URLs are returned with any `user:password@` part
 /// masked by hand, so a malformed URL cannot leak either.
 pub fn url(raw: &str) -> String {
+    if ambiguous_userinfo(raw) {
+        return only_scheme(raw);
+    }
     match Url::parse(raw) {
         Ok(mut parsed) if parsed.password().is_some() => {
             // set_password only fails for URLs that cannot have one, and this
@@ -21,6 +24,33 @@ pub fn url(raw: &str) -> String {
         Ok(_) => raw.to_string(),
         Err(_) => mask_userinfo(raw),
     }
+}
+
+/// Whether a URL's user or password may hold one of the characters that
+/// end that part (`/`, `?`, `#`, `@`): then no parser can tell where the
+/// password ends, and none of the URL after the scheme is safe to show.
+/// `postgres://u:p@ss/w@host/db` and `redis://:r/dX@host` are such URLs.
+pub fn ambiguous_userinfo(raw: &str) -> bool {
+    let Some((_, rest)) = raw.split_once("://") else {
+        return false;
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, after) = rest.split_at(end);
+    authority.matches('@').count() > 1 || after.contains('@')
+}
+
+/// `scheme://***`: all of a URL that is safe to show when its password
+/// cannot be told apart.
+fn only_scheme(raw: &str) -> String {
+    let scheme = raw
+        .split_once("://")
+        .map(|(s, _)| s)
+        .filter(|s| {
+            s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        })
+        .unwrap_or("");
+    format!("{scheme}://{MASK}")
 }
 
 /// Only the scheme, host and port of a URL whose path or query is a secret
@@ -116,7 +146,24 @@ mod tests {
 
     #[test]
     fn masks_unparseable_urls_by_hand() {
-        assert_eq!(url("mysql://root:p@ss@[bad/db"), "mysql://root:***@[bad/db");
+        assert_eq!(url("mysql://root:pw@[bad/db"), "mysql://root:***@[bad/db");
+    }
+
+    #[test]
+    fn shows_nothing_of_a_url_whose_password_cannot_be_told_apart() {
+        for (raw, secret) in [
+            ("postgres://u:p@ss:w/\"rd 1%?#X@host/db", "ss:w"),
+            ("redis://:r/dX@host", "r/dX"),
+            ("postgres://u:123/x@host/db", "123/x"),
+            ("mysql://root:p@ss@[bad/db", "ss"),
+        ] {
+            assert!(ambiguous_userinfo(raw), "{raw}");
+            let shown = url(raw);
+            assert!(!shown.contains(secret), "{shown}");
+            assert!(shown.ends_with("://***"), "{shown}");
+        }
+        assert!(!ambiguous_userinfo("postgres://u:p%40ss@host/db"));
+        assert!(!ambiguous_userinfo("s3://bucket/prefix"));
     }
 
     #[test]

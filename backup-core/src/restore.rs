@@ -6,6 +6,7 @@
 //! ([`record`]). [`verify`](mod@verify) re-reads artifacts and proves their format
 //! reads; a [`drill`](mod@drill) restores one into a scratch database and drops it.
 
+pub(crate) mod archive;
 pub mod database;
 pub mod drill;
 pub mod error;
@@ -19,7 +20,7 @@ pub use self::{
     database::{DatabaseOptions, DatabasePlan, DatabaseRequest, plan_database, run_database},
     drill::{Drill, drill, drill_verified, scratch_for},
     error::RestoreError,
-    find::{Pick, Which, find},
+    find::{Found, Pick, Which, find},
     media::{MediaPlan, MediaRequest, plan_media, run_media},
     record::RestoreReport,
     stream::stream_artifact,

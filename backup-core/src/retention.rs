@@ -1,6 +1,9 @@
 //! Which artifacts to keep: a pure plan, then its application.
 
-use crate::storage::{Manifest, Storage, StorageError};
+use crate::{
+    model::BackupType,
+    storage::{Manifest, Storage, StorageError},
+};
 
 /// What retention will do for one target.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,14 +30,28 @@ pub fn plan(mut artifacts: Vec<Manifest>, keep: u32) -> Plan {
     }
 }
 
-/// Deletes what the plan marks, returning the deleted artifact keys.
+/// Deletes what the plan marks for the target `backup_type`/`target`,
+/// returning the deleted artifact keys. Only keys under the target's own
+/// folder are ever deleted, whatever a manifest says.
 ///
 /// # Errors
 ///
 /// Stops at the first delete that fails; what was deleted before stays deleted.
-pub async fn apply(storage: &Storage, plan: &Plan) -> Result<Vec<String>, StorageError> {
+pub async fn apply(
+    storage: &Storage,
+    plan: &Plan,
+    backup_type: BackupType,
+    target: &str,
+) -> Result<Vec<String>, StorageError> {
+    let folder = format!("{}/{target}/", backup_type.as_str());
     let mut deleted = Vec::new();
     for manifest in &plan.delete {
+        if !manifest.artifact.starts_with(&folder)
+            || manifest.check(&manifest.manifest_key()).is_err()
+        {
+            tracing::warn!(artifact = %manifest.artifact, folder, "not deleted: it lies outside the target's folder");
+            continue;
+        }
         storage.delete(manifest).await?;
         deleted.push(manifest.artifact.clone());
     }
@@ -44,7 +61,6 @@ pub async fn apply(storage: &Storage, plan: &Plan) -> Result<Vec<String>, Storag
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::BackupType;
     use chrono::{Duration, TimeZone, Utc};
 
     fn manifest(run_id: i64, hours: i64) -> Manifest {

@@ -49,7 +49,11 @@ pub async fn run<D: Dispatch>(
     health: Health,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let window = TimeDelta::hours(ctx.settings.worker.catch_up_window_hours as i64);
+    // Bounded at load; saturates rather than panics all the same.
+    let window = i64::try_from(ctx.settings.worker.catch_up_window_hours)
+        .ok()
+        .and_then(TimeDelta::try_hours)
+        .unwrap_or(TimeDelta::MAX);
     let maintenance = ctx.settings.worker.maintenance_schedule.clone();
     let verify = ctx.settings.verify_schedule.clone();
     let tz = ctx.settings.timezone.0;

@@ -19,7 +19,7 @@ use tokio::sync::OnceCell;
 
 pub use self::{
     error::StorageError,
-    manifest::{MANIFEST_SUFFIX, Manifest, artifact_key},
+    manifest::{ArtifactKey, MANIFEST_SUFFIX, Manifest, artifact_key},
 };
 use self::{
     error::op_err,
@@ -27,7 +27,7 @@ use self::{
 };
 use crate::{
     config::{StorageSettings, StorageUrl},
-    model::BackupType,
+    model::{BackupType, check_target_name},
 };
 
 /// S3 multipart part size (S3 needs at least 5 MiB); two parts upload at
@@ -140,6 +140,10 @@ impl Storage {
             || vec![BackupType::Database, BackupType::Media],
             |t| vec![t],
         );
+        if let Some(target) = target {
+            // A name from an argument becomes a path: `..` would climb.
+            check_target_name(target).map_err(|message| StorageError::BadTarget { message })?;
+        }
         let mut keys = Vec::new();
         for t in types {
             let prefix = match target {
@@ -163,28 +167,60 @@ impl Storage {
     }
 
     /// Every manifest in storage, optionally of one backup type and target,
-    /// newest first.
+    /// newest first (by the time and run in their keys), each checked
+    /// against its own key ([`Manifest::check`]): one that does not parse or
+    /// disagrees is [`Listed::Damaged`], never trusted, and never stops the
+    /// listing.
     ///
     /// # Errors
     ///
-    /// When listing or reading fails, or a manifest does not parse.
+    /// When listing fails.
+    pub async fn listing(
+        &self,
+        backup_type: Option<BackupType>,
+        target: Option<&str>,
+    ) -> Result<Vec<Listed>, StorageError> {
+        let mut out = Vec::new();
+        for key in self.files(backup_type, target).await? {
+            if !key.ends_with(MANIFEST_SUFFIX) {
+                continue;
+            }
+            let listed = match self.read_manifest(&key).await {
+                Ok(manifest) => match manifest.check(&key) {
+                    Ok(()) => Listed::Valid(Box::new(manifest)),
+                    Err(reason) => Listed::Damaged { key, reason },
+                },
+                Err(StorageError::BadManifest { message, .. }) => Listed::Damaged {
+                    key,
+                    reason: format!("it does not parse: {message}"),
+                },
+                Err(e) => return Err(e),
+            };
+            out.push(listed);
+        }
+        out.sort_by_key(|l| std::cmp::Reverse(l.order()));
+        Ok(out)
+    }
+
+    /// The valid manifests of [`Storage::listing`], newest first.
+    ///
+    /// # Errors
+    ///
+    /// When listing fails.
     pub async fn manifests(
         &self,
         backup_type: Option<BackupType>,
         target: Option<&str>,
     ) -> Result<Vec<Manifest>, StorageError> {
-        let mut out = Vec::new();
-        for key in self.files(backup_type, target).await? {
-            if key.ends_with(MANIFEST_SUFFIX) {
-                out.push(self.read_manifest(&key).await?);
-            }
-        }
-        out.sort_by(|a, b| {
-            b.created_at
-                .cmp(&a.created_at)
-                .then(b.run_id.cmp(&a.run_id))
-        });
-        Ok(out)
+        Ok(self
+            .listing(backup_type, target)
+            .await?
+            .into_iter()
+            .filter_map(|l| match l {
+                Listed::Valid(m) => Some(*m),
+                Listed::Damaged { .. } => None,
+            })
+            .collect())
     }
 
     async fn read_manifest(&self, key: &str) -> Result<Manifest, StorageError> {
@@ -205,11 +241,15 @@ impl Storage {
     ///
     /// # Errors
     ///
-    /// When reading fails or the manifest does not parse.
+    /// When reading fails, or the manifest does not parse or disagrees
+    /// with its key.
     pub async fn manifest(&self, artifact: &str) -> Result<Option<Manifest>, StorageError> {
         let key = format!("{artifact}{MANIFEST_SUFFIX}");
         match self.read_manifest(&key).await {
-            Ok(m) => Ok(Some(m)),
+            Ok(m) => match m.check(&key) {
+                Ok(()) => Ok(Some(m)),
+                Err(message) => Err(StorageError::BadManifest { key, message }),
+            },
             Err(StorageError::Op { source, .. }) if source.kind() == ErrorKind::NotFound => {
                 Ok(None)
             }
@@ -379,6 +419,45 @@ impl ArtifactWriter {
         if let Some(error) = failed {
             tracing::warn!(key = %self.key, %error, "could not abort the unfinished upload");
         }
+    }
+}
+
+/// A manifest as storage holds it.
+#[derive(Debug, Clone)]
+pub enum Listed {
+    /// It parses and agrees with its key.
+    Valid(Box<Manifest>),
+    /// It does not: never trusted (not restored, verified or pruned).
+    Damaged {
+        /// The manifest's key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Listed {
+    /// The manifest's key.
+    pub fn key(&self) -> String {
+        match self {
+            Listed::Valid(m) => m.manifest_key(),
+            Listed::Damaged { key, .. } => key.clone(),
+        }
+    }
+
+    /// Sorts by what the key says, time then run (the same for valid and
+    /// damaged manifests), then by key.
+    fn order(&self) -> (String, i64, String) {
+        let key = self.key();
+        let artifact = key.strip_suffix(MANIFEST_SUFFIX).unwrap_or(&key);
+        let run = ArtifactKey::parse(artifact).map_or(0, |k| k.run_id);
+        let time = artifact
+            .rsplit('/')
+            .next()
+            .and_then(|file| file.rsplit_once('-'))
+            .and_then(|(rest, _)| rest.rsplit_once('-'))
+            .map_or(String::new(), |(_, time)| time.to_string());
+        (time, run, key)
     }
 }
 

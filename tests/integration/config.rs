@@ -210,3 +210,91 @@ fn without_a_backup_toml_defaults_and_environment_apply() {
     // A file that was named and is missing stays an error.
     run(&["--config", "nope.toml", "config", "check"]).failure();
 }
+
+#[test]
+fn out_of_range_numbers_and_values_that_fail_later_are_refused_at_load() {
+    let cases = [
+        (
+            "history_retention_days = 4294967295",
+            "history_retention_days = 4294967295 is out of range; allowed: 1..=36500",
+        ),
+        (
+            "[worker]\ncatch_up_window_hours = 3000000000000",
+            "worker.catch_up_window_hours",
+        ),
+        (
+            "[worker]\nheartbeat_seconds = 9223372036854775807",
+            "worker.heartbeat_seconds",
+        ),
+        (
+            "[retry]\nattempts = 1000",
+            "retry.attempts = 1000 is out of range; allowed: 1..=100",
+        ),
+        ("[storage]\nkeep = 4000000000", "storage.keep"),
+        (
+            "notification_emails = [\"b@example.com,c@example.com\"]",
+            "several addresses",
+        ),
+        ("[queue]\nurl = \"\"", "queue.url"),
+        ("[queue]\nurl = \"http://127.0.0.1:6379\"", "queue.url"),
+    ];
+    for (text, needle) in cases {
+        let sandbox = Sandbox::new();
+        sandbox.raw_config(text);
+        let out = sandbox.cli(&["config", "check"]).failure();
+        assert_ne!(out.code, 101, "{text:?} crashed:\n{}", out.all());
+        assert!(out.stderr.contains(needle), "{text:?}:\n{}", out.stderr);
+    }
+}
+
+#[test]
+fn passwords_with_reserved_characters_are_refused_and_never_echoed() {
+    let cases = [
+        (
+            "[database_backup]\ndatabases = [\"postgres://u:p@ss:w/\\\"rd 1%?#X@host/db\"]",
+            "ss:w",
+        ),
+        (
+            "[queue]\nurl = \"redis://:r/dXsecret@127.0.0.1/0\"",
+            "dXsecret",
+        ),
+        (
+            "[history]\nurl = \"postgres://hist:Pa/ss?wd@db/history\"",
+            "ss?wd",
+        ),
+        (
+            "[smtp]\nurl = \"smtp://mailer:Ma#ilPw@mail:587\"\nfrom = \"b@example.com\"",
+            "ilPw",
+        ),
+    ];
+    for (text, secret) in cases {
+        let sandbox = Sandbox::new();
+        sandbox.raw_config(text);
+        let out = sandbox.cli(&["config", "check"]).failure();
+        assert!(
+            out.stderr.contains("percent-encode"),
+            "{text:?}:\n{}",
+            out.all()
+        );
+        assert_no_secret(&out.all(), secret);
+    }
+}
+
+#[test]
+fn out_of_range_arguments_are_errors_not_panics() {
+    let sandbox = Sandbox::new();
+    sandbox.config("");
+    for args in [
+        &["runs", "list", "--since", "9999999999999m"][..],
+        &["runs", "list", "--since", "153722867280912930h"],
+        &["runs", "list", "--until", "99999999999999999999999999w"],
+        &["runs", "list", "--limit", "0"],
+        &["runs", "cleanup", "--older-than-days", "106751991"],
+        &["restore", "list", "--limit", "-1"],
+    ] {
+        let out = sandbox.cli(args).failure();
+        assert_ne!(out.code, 101, "{args:?} panicked:\n{}", out.all());
+        assert!(!out.stderr.contains("panicked"), "{args:?}:\n{}", out.all());
+        assert!(out.stderr.contains("error"), "{args:?}:\n{}", out.all());
+    }
+}

@@ -447,9 +447,16 @@ fn archives_reaching_outside_the_directory_are_refused_and_write_nothing() {
             .filter(|n| n.contains(".restore-"))
             .collect();
         assert!(leftovers.is_empty(), "{name}: {leftovers:?}");
-        // The artifact itself is intact: verify passes it (it is a valid tar).
-        let out = sandbox.cli(&["verify", "--target", name]).success();
-        assert!(out.stdout.contains(&key), "{}", out.stdout);
+        // Verify applies the same rules: a valid tar that restore refuses is
+        // a failed verification, with the entry named.
+        let out = sandbox.cli(&["verify", "--target", name]).failure();
+        assert!(out.stdout.contains(&key), "{}", out.all());
+        assert!(
+            out.stdout.contains("a restore would refuse it")
+                && out.stdout.contains("outside the restore directory"),
+            "{name}: {}",
+            out.all()
+        );
     }
 }
 

@@ -23,3 +23,23 @@ pub enum ConfigError {
 pub(crate) fn invalid(msg: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(msg.into())
 }
+
+/// Refuses `value` of `key` outside `range`, naming both.
+pub(crate) fn check_range<T>(
+    key: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<(), ConfigError>
+where
+    T: PartialOrd + std::fmt::Display,
+{
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "{key} = {value} is out of range; allowed: {}..={}",
+            range.start(),
+            range.end()
+        )))
+    }
+}

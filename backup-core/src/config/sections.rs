@@ -11,8 +11,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    error::{ConfigError, invalid},
-    values::{HistoryUrl, StorageUrl, resolve, serialize_secret, serialize_url},
+    error::{ConfigError, check_range, invalid},
+    values::{HistoryUrl, StorageUrl, check_userinfo, resolve, serialize_secret, serialize_url},
 };
 use crate::{compress::Codec, redact, schedule::cron::CronSchedule};
 
@@ -72,6 +72,7 @@ impl StorageSettings {
                 "storage.keep must be at least 1 (the newest backup is always kept)",
             ));
         }
+        check_range("storage.keep", self.keep, 1..=100_000)?;
         if let StorageUrl::Fs { root } = &mut self.url {
             *root = resolve(base, root);
         }
@@ -103,6 +104,7 @@ impl Default for CompressionSettings {
 
 impl CompressionSettings {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        check_range("compression.threads", self.threads, 0..=256)?;
         let (range, name) = match self.algorithm {
             Codec::Zstd => (1..=19, "zstd"),
             Codec::Gzip => (1..=9, "gzip"),
@@ -181,6 +183,22 @@ impl fmt::Debug for QueueSettings {
 
 impl QueueSettings {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let raw = self.url.expose_secret();
+        check_userinfo("queue.url", raw).map_err(invalid)?;
+        let scheme = raw.split_once("://").map_or("", |(s, _)| s);
+        if !matches!(scheme, "redis" | "rediss" | "redis+unix" | "unix")
+            || url::Url::parse(raw).is_err()
+        {
+            return Err(invalid(format!(
+                "queue.url {} is not a Redis URL; expected redis://[:password@]host:port[/db] \
+                 (rediss:// for TLS)",
+                if raw.is_empty() {
+                    "\"\"".to_string()
+                } else {
+                    redact::url(raw)
+                }
+            )));
+        }
         let ns = &self.namespace;
         if ns.is_empty() || ns.contains(|c: char| c.is_whitespace() || c == '{' || c == '}') {
             return Err(invalid(format!(
@@ -237,10 +255,23 @@ impl RetrySettings {
                 "retry.attempts must be at least 1 (1 means no retry)",
             ));
         }
-        if self.notification_attempts == 0 {
-            return Err(invalid("retry.notification_attempts must be at least 1"));
-        }
-        Ok(())
+        check_range("retry.attempts", self.attempts, 1..=100)?;
+        check_range("retry.backoff_seconds", self.backoff_seconds, 0..=86_400)?;
+        check_range(
+            "retry.max_backoff_seconds",
+            self.max_backoff_seconds,
+            0..=604_800,
+        )?;
+        check_range(
+            "retry.notification_attempts",
+            self.notification_attempts,
+            1..=20,
+        )?;
+        check_range(
+            "retry.notification_backoff_seconds",
+            self.notification_backoff_seconds,
+            0..=3_600,
+        )
     }
 }
 
@@ -275,14 +306,27 @@ impl Default for WorkerSettings {
 impl WorkerSettings {
     /// After this long without a beat, a worker or a running backup is lost.
     pub fn lost_after(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(self.heartbeat_seconds * 3)
+        std::time::Duration::from_secs(self.heartbeat_seconds.saturating_mul(3))
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if self.heartbeat_seconds == 0 {
-            return Err(invalid("worker.heartbeat_seconds must be at least 1"));
-        }
-        Ok(())
+        check_range(
+            "worker.heartbeat_seconds",
+            self.heartbeat_seconds,
+            1..=3_600,
+        )?;
+        check_range(
+            "worker.shutdown_grace_seconds",
+            self.shutdown_grace_seconds,
+            0..=86_400,
+        )?;
+        // A leap year of hours: a longer window would catch up fires from
+        // schedules nobody remembers.
+        check_range(
+            "worker.catch_up_window_hours",
+            self.catch_up_window_hours,
+            0..=8_784,
+        )
     }
 }
 

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::{
-    error::{ConfigError, invalid},
-    values::{EmailAddress, resolve, serialize_secret, serialize_url},
+    error::{ConfigError, check_range, invalid},
+    values::{EmailAddress, check_userinfo, resolve, serialize_secret, serialize_url},
 };
 use crate::redact;
 
@@ -138,6 +138,7 @@ impl SmtpSettings {
     /// is given twice, or `tls` contradicts `smtps://`.
     pub fn endpoint(&self) -> Result<SmtpEndpoint, ConfigError> {
         let raw = self.url.expose_secret();
+        check_userinfo("smtp.url", raw).map_err(invalid)?;
         let shown = redact::url(raw);
         let url = Url::parse(raw).map_err(|e| invalid(format!("smtp.url {shown}: {e}")))?;
         let implicit = match url.scheme() {
@@ -248,9 +249,7 @@ impl SmtpSettings {
         if let Some(ca) = &mut self.ca_file {
             *ca = resolve(base, ca);
         }
-        if self.timeout_seconds == 0 {
-            return Err(invalid("smtp.timeout_seconds must be at least 1"));
-        }
+        check_range("smtp.timeout_seconds", self.timeout_seconds, 1..=3_600)?;
         self.endpoint().map(|_| ())
     }
 }

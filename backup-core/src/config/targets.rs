@@ -14,7 +14,7 @@ use url::Url;
 
 use super::{
     error::{ConfigError, invalid},
-    values::{check_glob, check_http_url, resolve, serialize_ping, sqlite_path},
+    values::{check_glob, check_http_url, check_userinfo, resolve, serialize_ping, sqlite_path},
 };
 use crate::{
     model::{BackupType, check_target_name, derive_target_name},
@@ -260,6 +260,7 @@ impl DatabaseSource {
         if let Some(path) = sqlite_path(raw) {
             return path.map(|path| DatabaseSource::Sqlite { path });
         }
+        check_userinfo("database URL", raw)?;
         let url =
             Url::parse(raw).map_err(|e| format!("bad database URL {}: {e}", redact::url(raw)))?;
         let (allowed, make): (&[&str], fn(ServerDatabase) -> Self) = match url.scheme() {

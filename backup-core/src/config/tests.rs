@@ -269,3 +269,89 @@ fn webhook_and_ping_urls_must_be_http() {
     let s = parse("[[webhooks]]\nurl = \"https://h/x\"").unwrap();
     assert_eq!(s.webhooks[0].on, [NotifyOn::Failure]);
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::parse;
+
+    /// Every bounded number in the config, with its allowed range.
+    const NUMBERS: &[(&str, &str, u64, u64)] = &[
+        ("", "history_retention_days", 1, 36_500),
+        ("storage", "keep", 1, 100_000),
+        ("compression", "threads", 0, 256),
+        ("retry", "attempts", 1, 100),
+        ("retry", "backoff_seconds", 0, 86_400),
+        ("retry", "max_backoff_seconds", 0, 604_800),
+        ("retry", "notification_attempts", 1, 20),
+        ("retry", "notification_backoff_seconds", 0, 3_600),
+        ("worker", "shutdown_grace_seconds", 0, 86_400),
+        ("worker", "catch_up_window_hours", 0, 8_784),
+        ("worker", "heartbeat_seconds", 1, 3_600),
+    ];
+
+    fn toml_for(section: &str, key: &str, value: &str) -> String {
+        if section.is_empty() {
+            format!("{key} = {value}\n")
+        } else {
+            format!("[{section}]\n{key} = {value}\n")
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn any_text_loads_or_is_refused(text in ".{0,200}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn numbers_outside_their_range_are_refused_by_name(
+            which in 0..NUMBERS.len(),
+            value in prop_oneof![any::<i64>(), 0i64..100_000, Just(i64::MAX), Just(4_294_967_295)],
+        ) {
+            let (section, key, low, high) = NUMBERS[which];
+            match parse(&toml_for(section, key, &value.to_string())) {
+                Ok(settings) => {
+                    let v = u64::try_from(value).unwrap();
+                    prop_assert!((low..=high).contains(&v), "{key} = {value} was accepted");
+                    // What the worker derives from them never overflows.
+                    let _ = settings.worker.lost_after();
+                    for attempt in [0, 1, 2, 64, u32::MAX] {
+                        let _ = settings.retry.backoff(attempt);
+                    }
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    prop_assert!(e.contains(key), "{e}");
+                    let v = u64::try_from(value);
+                    prop_assert!(v.map_or(true, |v| !(low..=high).contains(&v)), "{key} = {value}: {e}");
+                }
+            }
+        }
+
+        #[test]
+        fn any_string_in_a_text_key_loads_or_is_refused(
+            key in prop_oneof![
+                Just(("", "timezone")),
+                Just(("", "admins")),
+                Just(("", "notification_emails")),
+                Just(("storage", "url")),
+                Just(("history", "url")),
+                Just(("queue", "url")),
+                Just(("smtp", "url")),
+                Just(("smtp", "from")),
+                Just(("database_backup", "schedule")),
+                Just(("database_backup", "databases")),
+                Just(("media_backup", "directories")),
+            ],
+            value in ".{0,60}",
+        ) {
+            let quoted = toml::Value::String(value).to_string();
+            let list = matches!(key.1, "admins" | "notification_emails" | "databases" | "directories");
+            let v = if list { format!("[{quoted}]") } else { quoted };
+            let _ = parse(&toml_for(key.0, key.1, &v));
+        }
+    }
+}

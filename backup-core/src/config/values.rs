@@ -25,6 +25,19 @@ pub(crate) fn resolve(base: &Path, path: &Path) -> PathBuf {
     }
 }
 
+/// Refuses a URL whose user or password holds a character that ends that
+/// part of a URL: where the password ends cannot be told, so it is
+/// neither parsed nor shown.
+pub(crate) fn check_userinfo(what: &str, raw: &str) -> Result<(), String> {
+    if redact::ambiguous_userinfo(raw) {
+        return Err(format!(
+            "{what}: the user or password in the URL holds '/', '?', '#' or '@', which end that \
+             part of a URL; percent-encode them (%2F, %3F, %23, %40). The URL is not shown"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a glob pattern of key `key`.
 pub(crate) fn check_glob(key: &str, pattern: &str) -> Result<(), ConfigError> {
     globset::Glob::new(pattern)
@@ -72,6 +85,11 @@ impl TryFrom<String> for EmailAddress {
                 "{value:?} is not an email address{why}; write local@domain or \"Name <local@domain>\""
             )
         };
+        if value.matches('@').count() > 1 {
+            return Err(format!(
+                "{value:?} holds several addresses; give each its own list entry: [\"a@example.com\", \"b@example.com\"]"
+            ));
+        }
         let mailbox = Mailbox::from_str(value.trim()).map_err(|e| refused(&format!(" ({e})")))?;
         let domain = mailbox.email.domain();
         if !(domain.contains('.') || domain == "localhost") {
@@ -138,6 +156,7 @@ impl TryFrom<String> for HistoryUrl {
         if let Some(path) = sqlite_path(&value) {
             return path.map(HistoryUrl::Sqlite);
         }
+        check_userinfo("history.url", &value)?;
         let scheme = value.split("://").next().unwrap_or_default();
         if matches!(scheme, "postgres" | "postgresql") {
             Url::parse(&value)

@@ -6,7 +6,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    error::{ConfigError, invalid},
+    error::{ConfigError, check_range},
     values::{check_http_url, serialize_endpoint},
 };
 use crate::redact;
@@ -74,11 +74,10 @@ impl WebhookSettings {
     /// Checks entry `index` of `[[webhooks]]`.
     pub(crate) fn validate(&self, index: usize) -> Result<(), ConfigError> {
         check_http_url(&format!("webhooks[{index}].url"), &self.url)?;
-        if self.timeout_seconds == 0 {
-            return Err(invalid(format!(
-                "webhooks[{index}].timeout_seconds must be at least 1"
-            )));
-        }
-        Ok(())
+        check_range(
+            &format!("webhooks[{index}].timeout_seconds"),
+            self.timeout_seconds,
+            1..=3_600,
+        )
     }
 }

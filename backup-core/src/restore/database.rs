@@ -6,7 +6,7 @@ use std::{fs, io, path::Path};
 
 use super::{
     error::RestoreError,
-    find::{Which, find},
+    find::{Found, Which, find},
     record::{RestoreReport, record},
     stream::stream_artifact,
 };
@@ -25,7 +25,10 @@ use crate::{
 #[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct DatabaseRequest {
     /// The target whose backup to restore.
-    #[cfg_attr(feature = "clap", arg(long, short))]
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, short, value_parser = crate::model::parse_target_name)
+    )]
     pub target: Option<String>,
     #[cfg_attr(feature = "clap", command(flatten))]
     pub which: Which,
@@ -66,6 +69,8 @@ pub struct DatabasePlan {
     pub existing_tables: u64,
     /// The destination does not exist yet: the restore creates it.
     pub create: bool,
+    /// What the operator should know (newer damaged artifacts skipped).
+    pub warnings: Vec<String>,
 }
 
 /// Finds the backup, checks the destination (`into`, else the target's own
@@ -80,7 +85,7 @@ pub async fn plan_database(
     ctx: &Context,
     request: &DatabaseRequest,
 ) -> Result<DatabasePlan, Error> {
-    let manifest = find(
+    let Found { manifest, warnings } = find(
         ctx,
         BackupType::Database,
         request.target.as_deref(),
@@ -139,6 +144,7 @@ pub async fn plan_database(
     };
     Ok(DatabasePlan {
         create: !exists,
+        warnings,
         shown: destination.redacted_url(),
         manifest,
         destination,

@@ -76,6 +76,7 @@ pub async fn drill(
         shown: scratch.redacted_url(),
         existing_tables: 0,
         create: false,
+        warnings: Vec::new(),
     };
     let mut tables = Vec::new();
     let report = record(ctx, RestoreKind::Drill, manifest, &plan.shown, async {
@@ -188,7 +189,8 @@ pub async fn drill_verified(
         Some(&verified.target),
         &Pick::Artifact(verified.artifact.clone()),
     )
-    .await?;
+    .await?
+    .manifest;
     let dir = tempfile::tempdir().map_err(|e| Error::Io {
         context: "creating a scratch directory".into(),
         source: e,

@@ -6,8 +6,8 @@ use crate::{
     Error,
     context::Context,
     history::HistoryError,
-    model::{BackupType, RunStatus},
-    storage::{MANIFEST_SUFFIX, Manifest},
+    model::{BackupType, RunStatus, check_target_name},
+    storage::{ArtifactKey, Listed, MANIFEST_SUFFIX, Manifest},
 };
 
 /// Which backup to restore.
@@ -60,11 +60,14 @@ pub async fn find(
     backup_type: BackupType,
     target: Option<&str>,
     pick: &Pick,
-) -> Result<Manifest, Error> {
+) -> Result<Found, Error> {
     let not_found = |msg: String| Error::from(RestoreError::NotFound(msg));
+    let mut warnings = Vec::new();
     let manifest = match pick {
         Pick::Artifact(key) => {
             let key = key.strip_suffix(MANIFEST_SUFFIX).unwrap_or(key);
+            // An argument is not a path to follow anywhere in storage.
+            ArtifactKey::parse(key).map_err(RestoreError::Refused)?;
             manifest_of(ctx, key).await?
         }
         Pick::Run(id) => {
@@ -94,18 +97,34 @@ pub async fn find(
                 Some(t) => t.to_string(),
                 None => only_target(ctx, backup_type)?,
             };
-            ctx.storage
-                .manifests(Some(backup_type), Some(&target))
+            check_target_name(&target).map_err(RestoreError::Refused)?;
+            let mut newest = None;
+            for listed in ctx
+                .storage
+                .listing(Some(backup_type), Some(&target))
                 .await?
-                .into_iter()
-                .next()
-                .ok_or_else(|| {
-                    not_found(format!(
-                        "storage holds no complete {backup_type} backup of {target:?}; see `backup-cli artifacts list`"
-                    ))
-                })?
+            {
+                match listed {
+                    Listed::Valid(manifest) => {
+                        newest = Some(*manifest);
+                        break;
+                    }
+                    // Newer than the newest valid one: say so, skip it.
+                    Listed::Damaged { key, reason } => warnings.push(format!(
+                        "skipped {key}, newer but damaged: {reason}; see `backup-cli artifacts list`"
+                    )),
+                }
+            }
+            newest.ok_or_else(|| {
+                not_found(format!(
+                    "storage holds no complete {backup_type} backup of {target:?}; see `backup-cli artifacts list`"
+                ))
+            })?
         }
     };
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
     if manifest.backup_type != backup_type {
         return Err(RestoreError::Refused(format!(
             "{} is a {} backup, not a {backup_type} one",
@@ -122,7 +141,16 @@ pub async fn find(
         ))
         .into());
     }
-    Ok(manifest)
+    Ok(Found { manifest, warnings })
+}
+
+/// The backup [`find`] picked.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// Its manifest, checked against its key.
+    pub manifest: Manifest,
+    /// What the operator should know: newer artifacts skipped as damaged.
+    pub warnings: Vec<String>,
 }
 
 /// The manifest beside `key`, or why there is none.

@@ -5,19 +5,19 @@
 use std::{
     fs,
     io::{self, Read},
-    path::{Component, Path, PathBuf},
+    path::{Path, PathBuf},
 };
 
 use super::{
+    archive::{Kind, Refusal, Rules, admit_entry},
     error::RestoreError,
-    find::{Which, find},
+    find::{Found, Which, find},
     record::{RestoreReport, record},
     stream::stream_artifact,
 };
 use crate::{
     Error,
     context::Context,
-    engine::media::contained,
     model::{BackupType, RestoreKind},
     pipeline::Progress,
     storage::Manifest,
@@ -28,7 +28,10 @@ use crate::{
 #[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct MediaRequest {
     /// The target whose backup to restore.
-    #[cfg_attr(feature = "clap", arg(long, short))]
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, short, value_parser = crate::model::parse_target_name)
+    )]
     pub target: Option<String>,
     #[cfg_attr(feature = "clap", command(flatten))]
     pub which: Which,
@@ -49,6 +52,8 @@ pub struct MediaPlan {
     pub to: PathBuf,
     /// Whether it exists and holds something.
     pub non_empty: bool,
+    /// What the operator should know (newer damaged artifacts skipped).
+    pub warnings: Vec<String>,
 }
 
 /// Finds the backup and checks the directory. Changes nothing.
@@ -57,7 +62,7 @@ pub struct MediaPlan {
 ///
 /// [`RestoreError`] for a missing backup or a `to` that is a file.
 pub async fn plan_media(ctx: &Context, request: &MediaRequest) -> Result<MediaPlan, Error> {
-    let manifest = find(
+    let Found { manifest, warnings } = find(
         ctx,
         BackupType::Media,
         request.target.as_deref(),
@@ -96,6 +101,7 @@ pub async fn plan_media(ctx: &Context, request: &MediaRequest) -> Result<MediaPl
         manifest,
         to,
         non_empty,
+        warnings,
     })
 }
 
@@ -156,17 +162,22 @@ pub async fn run_media(
     .await
 }
 
-/// Extracts a tar stream under `root`, refusing any entry that would write
-/// or point outside it; restores modes, mtimes (directories' too) and
-/// symlinks. Returns the number of non-directory entries.
+/// Extracts a tar stream under `root`, refusing any entry that breaks the
+/// archive rules ([`super::archive`]); restores modes (without setuid and
+/// setgid bits), mtimes (directories' too), symlinks, hard links and sparse
+/// files. Returns the number of non-directory entries.
 fn extract(input: &mut dyn Read, root: &Path) -> Result<u64, Error> {
     let refused = |msg: String| Error::from(RestoreError::Refused(msg));
     let io_err = |context: String| move |source| Error::Io { context, source };
     let mut archive = tar::Archive::new(input);
     archive.set_preserve_permissions(true);
+    // As GNU tar without --same-permissions: a restored file never grants
+    // its owner's or group's rights to whoever runs it.
+    archive.set_mask(0o6000);
     archive.set_preserve_mtime(true);
     archive.set_unpack_xattrs(false);
-    archive.set_overwrite(true);
+    archive.set_overwrite(false);
+    let mut rules = Rules::default();
     let mut files = 0;
     let mut dirs = Vec::new();
     for entry in archive
@@ -174,50 +185,12 @@ fn extract(input: &mut dyn Read, root: &Path) -> Result<u64, Error> {
         .map_err(io_err("reading the archive".into()))?
     {
         let mut entry = entry.map_err(io_err("reading the archive".into()))?;
-        let path = entry
-            .path()
-            .map_err(io_err("reading an archive entry name".into()))?
-            .into_owned();
-        if path.as_os_str().is_empty()
-            || !contained(&path)
-            || path.components().any(|c| c == Component::ParentDir)
-        {
-            return Err(refused(format!(
-                "the archive has an entry outside the restore directory ({}); nothing is restored",
-                path.display()
-            )));
-        }
-        let kind = entry.header().entry_type();
-        match kind {
-            tar::EntryType::Regular | tar::EntryType::Directory => {}
-            tar::EntryType::Symlink | tar::EntryType::Link => {
-                let link = entry
-                    .link_name()
-                    .map_err(io_err("reading a link target".into()))?
-                    .ok_or_else(|| refused(format!("link {} has no target", path.display())))?;
-                // A symlink resolves from its own directory; a hard link
-                // names an archive path.
-                let resolved = if kind == tar::EntryType::Symlink {
-                    path.parent().unwrap_or(Path::new("")).join(&link)
-                } else {
-                    link.to_path_buf()
-                };
-                if !contained(&resolved) {
-                    return Err(refused(format!(
-                        "the archive's link {} points outside the restore directory ({}); nothing \
-                         is restored",
-                        path.display(),
-                        link.display()
-                    )));
-                }
-            }
-            other => {
-                return Err(refused(format!(
-                    "the archive has an entry of an unexpected type ({other:?}) at {}",
-                    path.display()
-                )));
-            }
-        }
+        let (path, kind) = match admit_entry(&mut rules, &entry) {
+            Ok(Some(admitted)) => admitted,
+            Ok(None) => continue,
+            Err(Refusal::Read(e)) => return Err(io_err("reading an archive entry".into())(e)),
+            Err(Refusal::Rule(why)) => return Err(refused(format!("{why}; nothing is restored"))),
+        };
         let mtime = entry.header().mtime().ok();
         let unpacked = entry
             .unpack_in(root)
@@ -228,18 +201,19 @@ fn extract(input: &mut dyn Read, root: &Path) -> Result<u64, Error> {
                 path.display()
             )));
         }
-        if kind == tar::EntryType::Directory {
+        if kind == Kind::Dir {
             dirs.push((path, mtime));
         } else {
             files += 1;
         }
     }
     // Creating entries touched their directories' mtimes: set them last,
-    // deepest first.
+    // deepest first. A time past what the clock can hold is left as is.
     dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
     for (dir, mtime) in dirs {
-        if let Some(mtime) = mtime {
-            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
+        let at = mtime
+            .and_then(|s| std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(s)));
+        if let Some(at) = at {
             fs::File::open(root.join(&dir))
                 .and_then(|f| f.set_modified(at))
                 .map_err(io_err(format!("setting the mtime of {}", dir.display())))?;

@@ -7,16 +7,21 @@ use std::io::{self, Read};
 
 use chrono::Utc;
 
-use super::{error::RestoreError, find::manifest_of, stream::stream_artifact};
+use super::{
+    archive::{Refusal, Rules, admit_entry},
+    error::RestoreError,
+    find::manifest_of,
+    stream::stream_artifact,
+};
 use crate::{
     Error,
     config::ToolSettings,
     context::Context,
     engine::{postgres, sqlite},
     history::{BackupRun, HistoryError},
-    model::{BackupType, RunStatus, one_line},
+    model::{BackupType, RunStatus, human_bytes, one_line},
     pipeline::Progress,
-    storage::Manifest,
+    storage::{ArtifactKey, Manifest},
 };
 
 /// Which artifacts to verify, and whether to drill one: the flags of
@@ -37,7 +42,10 @@ pub struct VerifyRequest {
     #[cfg_attr(feature = "clap", arg(long))]
     pub all: bool,
     /// Only this target's artifacts.
-    #[cfg_attr(feature = "clap", arg(long, short))]
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, short, value_parser = crate::model::parse_target_name)
+    )]
     pub target: Option<String>,
     /// Restore drill: restore the artifact into a scratch database created
     /// for it, count the rows of each table, and drop it again.
@@ -193,26 +201,25 @@ pub async fn verify(
     Ok(results)
 }
 
-/// `{type}/{target}/{target}-{time}-{run}.{ext}` → (type, target, run).
-fn parse_key(key: &str) -> (Option<BackupType>, String, Option<i64>) {
-    let mut parts = key.splitn(3, '/');
-    let backup_type = parts.next().and_then(|t| t.parse().ok());
-    let target = parts.next().unwrap_or_default().to_string();
-    let run = parts
-        .next()
-        .and_then(|file| file.strip_prefix(&format!("{target}-")))
-        .and_then(|rest| rest.split_once('.'))
-        .and_then(|(stem, _)| stem.rsplit_once('-'))
-        .and_then(|(_, id)| id.parse().ok());
-    (backup_type, target, run)
-}
-
 async fn verify_one(ctx: &Context, key: &str) -> Verified {
-    let (backup_type, target, run_id) = parse_key(key);
+    // What the key says, until the manifest is read and checked.
+    let named = ArtifactKey::parse(key).ok();
     let mut result = Verified {
-        run_id,
-        backup_type: backup_type.unwrap_or(BackupType::Database),
-        target,
+        run_id: named.as_ref().map(|k| k.run_id),
+        backup_type: named.as_ref().map_or_else(
+            || {
+                if key.starts_with("media/") {
+                    BackupType::Media
+                } else {
+                    BackupType::Database
+                }
+            },
+            |k| k.backup_type,
+        ),
+        target: named.map_or_else(
+            || key.split('/').nth(1).unwrap_or_default().to_string(),
+            |k| k.target,
+        ),
         artifact: key.to_string(),
         engine: None,
         ok: false,
@@ -247,7 +254,7 @@ async fn check(ctx: &Context, key: &str) -> Result<(Manifest, String), Error> {
     let tools = ctx.settings.tools.clone();
     let engine = manifest.engine.clone();
     let key = manifest.artifact.clone();
-    let (deep, _) = stream_artifact(ctx, &manifest, Progress::default(), move |input| {
+    let (deep, expanded) = stream_artifact(ctx, &manifest, Progress::default(), move |input| {
         deep_check(&key, &engine, &tools, input)
     })
     .await?;
@@ -261,9 +268,10 @@ async fn check(ctx: &Context, key: &str) -> Result<(Manifest, String), Error> {
     Ok((
         manifest.clone(),
         format!(
-            "{} bytes, sha256 matches the manifest{}; {deep}",
+            "{} bytes, sha256 matches the manifest{}; expands to {expanded} bytes ({}); {deep}",
             manifest.size_bytes,
-            if in_history { " and history" } else { "" }
+            if in_history { " and history" } else { "" },
+            human_bytes(expanded)
         ),
     ))
 }
@@ -271,7 +279,7 @@ async fn check(ctx: &Context, key: &str) -> Result<(Manifest, String), Error> {
 fn agree(run: &BackupRun, manifest: &Manifest) -> Result<(), Error> {
     let same = run.artifact.as_deref() == Some(manifest.artifact.as_str())
         && run.sha256.as_deref() == Some(manifest.sha256.as_str())
-        && run.size_bytes == Some(manifest.size_bytes as i64);
+        && run.size_bytes.and_then(|s| u64::try_from(s).ok()) == Some(manifest.size_bytes);
     if same {
         Ok(())
     } else {
@@ -354,10 +362,24 @@ fn deep_check(
             Ok(Deep::SqliteFile(temp))
         }
         "media" => {
+            // The rules a restore would apply: an archive it would refuse
+            // is not whole.
             let mut archive = tar::Archive::new(input);
+            let mut rules = Rules::default();
             let mut entries = 0u64;
             for entry in archive.entries().map_err(read_err)? {
                 let mut entry = entry.map_err(read_err)?;
+                match admit_entry(&mut rules, &entry) {
+                    Ok(_) => {}
+                    Err(Refusal::Read(e)) => return Err(read_err(e)),
+                    Err(Refusal::Rule(what)) => {
+                        return Err(RestoreError::Damaged {
+                            key: key.to_string(),
+                            what: format!("a restore would refuse it: {what}"),
+                        }
+                        .into());
+                    }
+                }
                 io::copy(&mut entry, &mut io::sink()).map_err(read_err)?;
                 entries += 1;
             }
@@ -370,22 +392,5 @@ fn deep_check(
             what: format!("unknown engine {other:?} in its manifest"),
         }
         .into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn artifact_keys_name_their_run() {
-        assert_eq!(
-            parse_key("database/shop/shop-20261126T020000Z-42.dump.zst"),
-            (Some(BackupType::Database), "shop".into(), Some(42))
-        );
-        assert_eq!(
-            parse_key("media/up-loads/up-loads-20261126T020000Z-7.tar"),
-            (Some(BackupType::Media), "up-loads".into(), Some(7))
-        );
     }
 }

@@ -374,3 +374,45 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use chrono::{DateTime, Utc};
+    use proptest::prelude::*;
+
+    use super::CronSchedule;
+
+    /// A field that is often valid: numbers, ranges, steps, names, junk.
+    fn field() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("*".to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            (0u32..100, 0u32..100).prop_map(|(a, b)| format!("{a}-{b}")),
+            (any::<u32>(), any::<u32>()).prop_map(|(a, b)| format!("*/{a},{b}")),
+            "[A-Za-z?L#W/,*0-9-]{1,8}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn any_text_parses_or_is_refused(s in ".{0,60}") {
+            let _ = s.parse::<CronSchedule>();
+        }
+
+        #[test]
+        fn any_field_mix_parses_or_is_refused_and_fires_without_panic(
+            fields in proptest::collection::vec(field(), 4..=7),
+            secs in 0i64..4_102_444_800,
+            zone in prop_oneof![Just("UTC"), Just("Europe/Paris"), Just("Australia/Lord_Howe")],
+        ) {
+            if let Ok(schedule) = fields.join(" ").parse::<CronSchedule>() {
+                let tz: chrono_tz::Tz = zone.parse().unwrap();
+                let after = DateTime::<Utc>::from_timestamp(secs, 0).unwrap();
+                let fires = schedule.upcoming(&tz, after, 3);
+                prop_assert!(fires.iter().all(|t| *t > after));
+            }
+        }
+    }
+}

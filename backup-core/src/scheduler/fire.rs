@@ -73,7 +73,9 @@ pub fn catch_up(schedules: &[StoredSchedule], now: DateTime<Utc>, window: TimeDe
     for s in schedules.iter().filter(|s| s.schedule.enabled) {
         let tz = &s.schedule.timezone.0;
         let from = s.last_fire_at.map_or(s.updated_at, |l| l.max(s.updated_at));
-        let horizon = now - window;
+        let horizon = now
+            .checked_sub_signed(window)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         if let Some(latest) = s
             .schedule
             .cron

@@ -34,7 +34,13 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
-    /// A manifest could not be parsed.
+    /// A target name that cannot be a storage folder.
+    #[error("{message}")]
+    BadTarget {
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A manifest could not be parsed, or disagrees with where it lies.
     #[error("manifest {key} is not valid: {message}")]
     BadManifest {
         /// The manifest key.
@@ -76,7 +82,9 @@ impl StorageError {
     /// Whether retrying cannot help (permissions, configuration).
     pub fn is_permanent(&self) -> bool {
         match self {
-            StorageError::Open { .. } | StorageError::BadManifest { .. } => true,
+            StorageError::Open { .. }
+            | StorageError::BadManifest { .. }
+            | StorageError::BadTarget { .. } => true,
             StorageError::Op { source, .. } => matches!(
                 source.kind(),
                 ErrorKind::PermissionDenied | ErrorKind::ConfigInvalid | ErrorKind::NotFound
