@@ -48,7 +48,7 @@ use self::{
     error::{check_range, invalid},
     overrides::{Overrides, describe},
 };
-use crate::{model::BackupType, schedule::cron::CronSchedule};
+use crate::{model::BackupType, redact, schedule::cron::CronSchedule};
 
 /// The file read when neither `--config` nor `BACKUP_CONFIG` names one.
 pub const DEFAULT_CONFIG_FILE: &str = "backup.toml";
@@ -258,7 +258,40 @@ impl Settings {
         }
         self.database_backup.validate(base)?;
         self.media_backup.validate(base)?;
+        self.register_secrets();
         Ok(self)
+    }
+
+    /// Tells the log scrubber every secret of this config, so that no log
+    /// line shows one, whatever a dependency prints. Database passwords are
+    /// registered when their URL is parsed, `--into` ones included.
+    fn register_secrets(&self) {
+        use secrecy::ExposeSecret;
+
+        if let Some(key) = &self.storage.secret_access_key {
+            redact::register(key.expose_secret());
+        }
+        if let HistoryUrl::Postgres(url) = &self.history.url {
+            redact::register_url(url.expose_secret(), false);
+        }
+        if let Some(queue) = &self.queue {
+            redact::register_url(queue.url.expose_secret(), false);
+        }
+        if let Some(smtp) = &self.smtp {
+            redact::register_url(smtp.url.expose_secret(), false);
+            if let Some(password) = &smtp.password {
+                redact::register(password.expose_secret());
+            }
+        }
+        for hook in &self.webhooks {
+            redact::register_url(hook.url.expose_secret(), true);
+        }
+        for ping in [&self.database_backup.ping_url, &self.media_backup.ping_url]
+            .into_iter()
+            .flatten()
+        {
+            redact::register_url(ping.expose_secret(), true);
+        }
     }
 
     /// Why scheduled backups of `backup_type` do not fire, when they do

@@ -29,6 +29,17 @@ pub(crate) async fn finish_lost(ctx: &Context, run: &BackupRun, now: DateTime<Ut
     {
         Ok(_) => {
             tracing::warn!(run_id = run.id, worker = %run.worker, "finished a lost run as failed");
+            match ctx.storage.remove_partials_of(run.id).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    run_id = run.id,
+                    files = n,
+                    "removed the lost run's unfinished upload"
+                ),
+                Err(e) => {
+                    tracing::warn!(run_id = run.id, error = %e, "could not remove the lost run's unfinished upload")
+                }
+            }
             true
         }
         // Finished meanwhile by its owner or another replica.

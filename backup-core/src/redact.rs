@@ -116,6 +116,88 @@ pub fn text(text: &str, secrets: &[&str]) -> String {
         .join(" ")
 }
 
+/// The secrets this process knows (from its config and arguments), in
+/// every spelling a log line may give them, longest first.
+static KNOWN: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Shorter values are not masked: they would blank out ordinary words.
+const MIN_SECRET_LEN: usize = 4;
+
+/// Makes `secret` one that [`scrub`] masks, as written and as JSON, Rust
+/// debug output and URL percent-encoding would spell it.
+pub fn register(secret: &str) {
+    if secret.chars().count() < MIN_SECRET_LEN {
+        return;
+    }
+    let quoted = |s: String| s.trim_matches('"').to_string();
+    let mut spellings = vec![
+        secret.to_string(),
+        quoted(serde_json::to_string(secret).unwrap_or_default()),
+        quoted(format!("{secret:?}")),
+        percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+            .to_string(),
+        percent_encoding::utf8_percent_encode(secret, USERINFO).to_string(),
+    ];
+    if let Ok(decoded) = percent_encoding::percent_decode_str(secret).decode_utf8() {
+        spellings.push(decoded.into_owned());
+    }
+    let mut known = KNOWN
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for s in spellings {
+        if s.chars().count() >= MIN_SECRET_LEN && !known.contains(&s) {
+            known.push(s);
+        }
+    }
+    known.sort_by_key(|s| std::cmp::Reverse(s.len()));
+}
+
+/// The password of `raw`, a URL, as written and decoded; and for URLs
+/// whose path is the secret (webhooks, pings), that path and query.
+pub fn register_url(raw: &str, path_is_secret: bool) {
+    if ambiguous_userinfo(raw) {
+        register(raw);
+        return;
+    }
+    let Ok(parsed) = Url::parse(raw) else {
+        register(raw);
+        return;
+    };
+    if let Some(password) = parsed.password() {
+        register(password);
+    }
+    if path_is_secret {
+        register(raw);
+        let tail = &raw[raw.find(parsed.path()).unwrap_or(raw.len())..];
+        if tail != "/" {
+            register(tail);
+        }
+    }
+}
+
+/// What `url` encodes in a user or password.
+const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `text` with every [registered](register) secret replaced by [`MASK`].
+/// Every log line passes through it, at every level.
+pub fn scrub(text: &str) -> std::borrow::Cow<'_, str> {
+    let known = KNOWN
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !known.iter().any(|s| text.contains(s.as_str())) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = text.to_string();
+    for secret in known.iter() {
+        out = out.replace(secret.as_str(), MASK);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +258,21 @@ mod tests {
             got,
             "FATAL: password *** rejected for smtp://u:***@mail:25 now"
         );
+    }
+
+    #[test]
+    fn registered_secrets_are_scrubbed_in_every_spelling() {
+        register("Zq9/\"pl@nted S3cret");
+        register("abc");
+        register_url("https://hc-ping.example.com/0f1e2d3c-uuid?x=1", true);
+        register_url("redis://:R3dis%2Fpw@127.0.0.1:6379/0", false);
+        let line = r#"secret_access_key: "Zq9/\"pl@nted S3cret", json "Zq9/\"pl@nted S3cret" \
+                      enc Zq9%2F%22pl%40nted%20S3cret ping /0f1e2d3c-uuid?x=1 redis R3dis%2Fpw R3dis/pw abc"#;
+        let out = scrub(line);
+        for leaked in ["pl@nted", "pl%40nted", "0f1e2d3c", "R3dis"] {
+            assert!(!out.contains(leaked), "{leaked} in {out}");
+        }
+        assert!(out.ends_with("abc"), "short values stay: {out}");
+        assert_eq!(scrub("nothing here"), "nothing here");
     }
 }

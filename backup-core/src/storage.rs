@@ -348,6 +348,30 @@ impl Storage {
             .map_err(op_err("delete", key))
     }
 
+    /// Removes the unfinished local writes of run `run_id`, whose worker
+    /// died: at once, not a day later, so that the retry has the disk.
+    /// Returns how many went. On S3 an abandoned multipart upload cannot
+    /// be found by run through OpenDAL: the bucket's lifecycle rule
+    /// (`AbortIncompleteMultipartUpload`) removes it.
+    ///
+    /// # Errors
+    ///
+    /// When the directory cannot be read or a file removed.
+    pub async fn remove_partials_of(&self, run_id: i64) -> Result<usize, StorageError> {
+        match &self.settings.url {
+            StorageUrl::Fs { root } => {
+                let root = root.clone();
+                tokio::task::spawn_blocking(move || local::remove_partials_of(&root, run_id))
+                    .await
+                    .map_err(|e| StorageError::Io {
+                        context: "cleaning unfinished uploads".into(),
+                        source: std::io::Error::other(e.to_string()),
+                    })?
+            }
+            StorageUrl::S3 { .. } => Ok(0),
+        }
+    }
+
     /// Removes unfinished local writes older than `age` from `.partial/`:
     /// the leftovers of processes killed mid-backup. Returns how many went.
     /// (On S3, abandoned multipart uploads are the bucket's lifecycle rule's
@@ -400,14 +424,19 @@ impl ArtifactWriter {
     ///
     /// When the upload, flush or rename fails.
     pub async fn close(&mut self) -> Result<(), StorageError> {
-        match &mut self.sink {
+        let closed = match &mut self.sink {
             Sink::Remote(w) => w
                 .close()
                 .await
                 .map(|_| ())
                 .map_err(op_err("write", self.key.clone())),
             Sink::Local(f) => f.close().await,
+        };
+        if closed.is_err() {
+            // The local partial, or the multipart upload, goes now.
+            self.abort().await;
         }
+        closed
     }
 
     /// Abandons the artifact; nothing becomes visible.
@@ -514,5 +543,63 @@ mod tests {
         assert!(!dir.path().join(key).exists());
         let partial = std::fs::read_dir(dir.path().join(PARTIAL_DIR)).unwrap();
         assert_eq!(partial.count(), 0, "a partial file was left");
+    }
+
+    fn partials(root: &Path) -> Vec<String> {
+        std::fs::read_dir(root.join(PARTIAL_DIR))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A failed close (here the rename: a directory holds the key) and a
+    /// write dropped unfinished both take their partial with them.
+    #[tokio::test]
+    async fn a_failed_close_or_a_dropped_write_leaves_no_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = local(dir.path());
+        let key = "database/db/db-20261126T000000Z-3.dump.zst";
+        std::fs::create_dir_all(dir.path().join(key).join("blocker")).unwrap();
+        let mut writer = storage.writer(key).await.unwrap();
+        writer.write(Bytes::from(vec![1u8; 1 << 20])).await.unwrap();
+        assert_eq!(partials(dir.path()).len(), 1);
+        assert!(writer.close().await.is_err());
+        assert_eq!(partials(dir.path()), Vec::<String>::new());
+
+        let key = "database/db/db-20261126T000000Z-4.dump.zst";
+        let mut writer = storage.writer(key).await.unwrap();
+        writer
+            .write(Bytes::from_static(b"cancelled"))
+            .await
+            .unwrap();
+        drop(writer);
+        assert_eq!(partials(dir.path()), Vec::<String>::new());
+    }
+
+    /// Partials are named for their run, and a taken-over run's go at once.
+    #[tokio::test]
+    async fn the_partials_of_one_run_are_removed_by_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = local(dir.path());
+        let mut five = storage
+            .writer("media/m/m-20261126T000000Z-5.tar")
+            .await
+            .unwrap();
+        let mut fifty = storage
+            .writer("media/m/m-20261126T000000Z-50.tar")
+            .await
+            .unwrap();
+        five.write(Bytes::from_static(b"five")).await.unwrap();
+        fifty.write(Bytes::from_static(b"fifty")).await.unwrap();
+        let names = partials(dir.path());
+        assert!(names.iter().any(|n| n.starts_with("5.")), "{names:?}");
+        assert_eq!(storage.remove_partials_of(5).await.unwrap(), 1);
+        assert_eq!(partials(dir.path()).len(), 1);
+        assert!(partials(dir.path())[0].starts_with("50."));
+        std::mem::forget(five);
+        fifty.close().await.unwrap();
+        assert!(partials(dir.path()).is_empty());
     }
 }

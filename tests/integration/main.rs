@@ -6,6 +6,7 @@ mod bench;
 mod config;
 mod history;
 mod layout;
+mod logs;
 mod media;
 mod mysql;
 mod notify;

@@ -96,6 +96,53 @@ fn unwritable_storage_fails_the_run_and_records_why() {
     assert!(out.stderr.contains(msg), "{}", out.stderr);
 }
 
+/// `chattr -i` on drop, so the sandbox can be removed whatever happens.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(path: &std::path::Path) -> Self {
+        sh(&format!("chattr +i '{}'", path.display()));
+        Immutable(path.to_path_buf())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_run_that_cannot_store_its_artifact_leaves_no_partial_file() {
+    let sandbox = Sandbox::new();
+    sandbox.sample_db("app.sqlite3");
+    sandbox.config(
+        "[database_backup]\ndatabases = [{ name = \"app\", url = \"sqlite://app.sqlite3\" }]\n",
+    );
+    // The whole artifact is written, then cannot be moved into place.
+    let folder = sandbox.storage().join("database/app");
+    fs::create_dir_all(&folder).expect("folder");
+    let guard = Immutable::set(&folder);
+    let out = sandbox.cli(&["backup", "database"]).failure();
+    assert!(
+        out.stderr.contains("Operation not permitted"),
+        "{}",
+        out.all()
+    );
+    let run = only(&sandbox.runs()).clone();
+    assert_eq!(run["status"], "failed");
+    let partials: Vec<_> = fs::read_dir(sandbox.storage().join(".partial"))
+        .expect(".partial")
+        .collect();
+    assert!(partials.is_empty(), "left behind: {partials:?}");
+    drop(guard);
+    // The storage works again: so does the next run.
+    sandbox.cli(&["backup", "database"]).success();
+}
+
 #[test]
 fn retention_keeps_the_newest_artifacts_and_never_runs_after_a_failure() {
     let sandbox = Sandbox::new();

@@ -1,7 +1,7 @@
 //! The worker: real `backup-worker` processes on the real Redis, running
 //! scheduled and triggered backups of real databases.
 
-use std::time::Duration;
+use std::{fs, time::Duration};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -154,6 +154,18 @@ fn a_killed_workers_backup_is_finished_as_lost_and_run_again_by_another() {
     });
     // Kill it mid-dump: once the dump tool is running.
     wait_for(SLOW, "the dump to start", || flag.exists().then_some(()));
+    // Its unfinished upload is named for its run.
+    let partial_of_run = || -> Vec<String> {
+        let prefix = format!("{}.", running["id"]);
+        fs::read_dir(sandbox.storage().join(".partial"))
+            .map(|d| {
+                d.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&prefix))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(partial_of_run().len(), 1, "the run's partial upload");
     let victim = workers
         .iter()
         .find(|w| running["worker"] == w.id())
@@ -185,13 +197,11 @@ fn a_killed_workers_backup_is_finished_as_lost_and_run_again_by_another() {
     assert!(error.contains("worker lost"), "{error}");
     assert_eq!(lost["task_id"], task.as_str());
 
-    // Nothing of the killed run is visible: only the successful artifact
-    // and its manifest (an interrupted upload stays under .partial/).
-    let visible: Vec<String> = sandbox
-        .stored_files()
-        .into_iter()
-        .filter(|f| !f.starts_with(".partial"))
-        .collect();
+    // Nothing of the killed run is left: its partial upload went when the
+    // run was taken over, not a day later; only the successful artifact
+    // and its manifest remain.
+    assert_eq!(partial_of_run(), Vec::<String>::new());
+    let visible = sandbox.stored_files();
     let artifact = done["artifact"].as_str().expect("artifact").to_string();
     assert_eq!(
         visible,

@@ -301,11 +301,14 @@ impl DatabaseSource {
             .filter(|u| !u.is_empty())
             .map(&decode)
             .transpose()?;
-        let password = url
-            .password()
-            .map(&decode)
-            .transpose()?
-            .map(SecretString::from);
+        let password = url.password().map(&decode).transpose()?;
+        if let Some(p) = url.password() {
+            redact::register(p);
+        }
+        if let Some(p) = &password {
+            redact::register(p);
+        }
+        let password = password.map(SecretString::from);
         Ok(make(ServerDatabase {
             host: url
                 .host_str()

@@ -11,7 +11,10 @@ use std::{
 use bytes::Bytes;
 use opendal::ErrorKind;
 
-use super::error::{StorageError, op_err};
+use super::{
+    error::{StorageError, op_err},
+    manifest::ArtifactKey,
+};
 
 /// Where on local storage unfinished artifacts are written.
 pub(crate) const PARTIAL_DIR: &str = ".partial";
@@ -42,15 +45,23 @@ pub(crate) struct LocalFile {
     target: PathBuf,
     unsynced: u64,
     syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// Renamed into place or removed: nothing for `drop` to clean.
+    settled: bool,
+}
+
+/// The name of a partial of `key`: `{run_id}.{uuid}`, so that the partial
+/// of a run whose worker died can be found and removed when the run is
+/// taken over.
+fn partial_name(key: &str) -> String {
+    let run = ArtifactKey::parse(key).map_or(0, |k| k.run_id);
+    format!("{run}.{}", uuid::Uuid::new_v4().simple())
 }
 
 impl LocalFile {
     pub(crate) async fn create(root: &Path, key: &str) -> Result<Self, StorageError> {
         use std::os::unix::fs::OpenOptionsExt;
         let target = root.join(key);
-        let partial = root
-            .join(PARTIAL_DIR)
-            .join(uuid::Uuid::new_v4().simple().to_string());
+        let partial = root.join(PARTIAL_DIR).join(partial_name(key));
         let paths = (partial.clone(), target.clone());
         let file = blocking(failed(key, "creating", &partial), move || {
             let (partial, target) = paths;
@@ -71,6 +82,7 @@ impl LocalFile {
             target,
             unsynced: 0,
             syncing: None,
+            settled: false,
         })
     }
 
@@ -119,7 +131,9 @@ impl LocalFile {
                 None => Ok(()),
             }
         })
-        .await
+        .await?;
+        self.settled = true;
+        Ok(())
     }
 
     pub(crate) async fn abort(&mut self) -> Result<(), StorageError> {
@@ -132,8 +146,47 @@ impl LocalFile {
                 _ => Ok(()),
             },
         )
-        .await
+        .await?;
+        self.settled = true;
+        Ok(())
     }
+}
+
+impl Drop for LocalFile {
+    /// A write dropped unfinished (its run cancelled, its task gone) takes
+    /// its partial with it.
+    fn drop(&mut self) {
+        if !self.settled {
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
+}
+
+/// Removes the partials of run `run_id` (a run taken over after its
+/// worker died). Returns how many went.
+pub(crate) fn remove_partials_of(root: &Path, run_id: i64) -> Result<usize, StorageError> {
+    let dir = root.join(PARTIAL_DIR);
+    let prefix = format!("{run_id}.");
+    let io_err = |e: std::io::Error| StorageError::Io {
+        context: format!("cleaning {}", dir.display()),
+        source: e,
+    };
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err(e)),
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// The context of a local storage error, worded like OpenDAL's.

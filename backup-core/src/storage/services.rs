@@ -55,6 +55,8 @@ pub(crate) fn build(settings: &StorageSettings) -> Result<Operator, StorageError
                 .map(|s| s.expose_secret().to_string())
                 .or_else(|| env("AWS_SECRET_ACCESS_KEY"));
             if let Some(secret) = secret {
+                // From the environment too: OpenDAL logs it at debug level.
+                crate::redact::register(&secret);
                 builder = builder.secret_access_key(&secret);
             }
             Operator::new(builder).map_err(open_err)?
