@@ -165,8 +165,18 @@ impl Drop for LocalFile {
 /// Removes the partials of run `run_id` (a run taken over after its
 /// worker died). Returns how many went.
 pub(crate) fn remove_partials_of(root: &Path, run_id: i64) -> Result<usize, StorageError> {
-    let dir = root.join(PARTIAL_DIR);
     let prefix = format!("{run_id}.");
+    remove_partials(root, |entry| {
+        entry.file_name().to_string_lossy().starts_with(&prefix)
+    })
+}
+
+/// Removes the files of `.partial/` that `doomed` picks; returns how many.
+fn remove_partials(
+    root: &Path,
+    doomed: impl Fn(&std::fs::DirEntry) -> bool,
+) -> Result<usize, StorageError> {
+    let dir = root.join(PARTIAL_DIR);
     let io_err = |e: std::io::Error| StorageError::Io {
         context: format!("cleaning {}", dir.display()),
         source: e,
@@ -178,9 +188,10 @@ pub(crate) fn remove_partials_of(root: &Path, run_id: i64) -> Result<usize, Stor
     };
     let mut removed = 0;
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+        if entry.file_type().is_ok_and(|t| t.is_file()) && doomed(&entry) {
             match std::fs::remove_file(entry.path()) {
                 Ok(()) => removed += 1,
+                // Renamed into place or removed by its run meanwhile.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err(e)),
             }
@@ -222,26 +233,10 @@ pub(crate) fn restrict(path: &Path, key: &str) -> Result<(), StorageError> {
 ///
 /// When the directory cannot be read.
 pub(crate) fn prune_partials(root: &Path, age: std::time::Duration) -> Result<usize, StorageError> {
-    let dir = root.join(PARTIAL_DIR);
-    let io_err = |e: std::io::Error| StorageError::Io {
-        context: format!("cleaning {}", dir.display()),
-        source: e,
-    };
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(io_err(e)),
-    };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let old = entry
+    remove_partials(root, |entry| {
+        entry
             .metadata()
             .and_then(|m| m.modified())
-            .is_ok_and(|t| t.elapsed().is_ok_and(|e| e > age));
-        if old && entry.file_type().is_ok_and(|t| t.is_file()) {
-            std::fs::remove_file(entry.path()).map_err(io_err)?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
+            .is_ok_and(|t| t.elapsed().is_ok_and(|e| e > age))
+    })
 }
