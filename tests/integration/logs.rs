@@ -142,6 +142,9 @@ fn the_worker_logs_no_secret_at_trace_level_in_good_runs_and_failed_ones() {
     let tail = &log[log.floor_char_boundary(log.len().saturating_sub(5000))..];
     assert!(status.success(), "{tail}");
     assert!(log.lines().count() > 100, "trace output: {tail}");
-    assert!(log.contains("no_such_db_x"), "the failure is logged: {tail}");
+    assert!(
+        log.contains("no_such_db_x"),
+        "the failure is logged: {tail}"
+    );
     assert_clean("worker log", &log);
 }

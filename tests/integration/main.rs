@@ -5,6 +5,7 @@
 mod bench;
 mod config;
 mod history;
+mod hostile;
 mod layout;
 mod logs;
 mod media;
