@@ -168,9 +168,14 @@ pub fn register_url(raw: &str, path_is_secret: bool) {
     }
     if path_is_secret {
         register(raw);
-        let tail = &raw[raw.find(parsed.path()).unwrap_or(raw.len())..];
-        if tail != "/" {
-            register(tail);
+        // As an HTTP client's trace shows the request: path, then query.
+        let path = parsed.path();
+        if path != "/" {
+            register(path);
+        }
+        if let Some(query) = parsed.query() {
+            register(query);
+            register(&format!("{path}?{query}"));
         }
     }
 }
@@ -265,11 +270,12 @@ mod tests {
         register("Zq9/\"pl@nted S3cret");
         register("abc");
         register_url("https://hc-ping.example.com/0f1e2d3c-uuid?x=1", true);
+        register_url("https://hooks.example.com/?token=T0k3nValue", true);
         register_url("redis://:R3dis%2Fpw@127.0.0.1:6379/0", false);
         let line = r#"secret_access_key: "Zq9/\"pl@nted S3cret", json "Zq9/\"pl@nted S3cret" \
-                      enc Zq9%2F%22pl%40nted%20S3cret ping /0f1e2d3c-uuid?x=1 redis R3dis%2Fpw R3dis/pw abc"#;
+                      enc Zq9%2F%22pl%40nted%20S3cret ping /0f1e2d3c-uuid?x=1 hook token=T0k3nValue redis R3dis%2Fpw R3dis/pw abc"#;
         let out = scrub(line);
-        for leaked in ["pl@nted", "pl%40nted", "0f1e2d3c", "R3dis"] {
+        for leaked in ["pl@nted", "pl%40nted", "0f1e2d3c", "T0k3n", "R3dis"] {
             assert!(!out.contains(leaked), "{leaked} in {out}");
         }
         assert!(out.ends_with("abc"), "short values stay: {out}");
