@@ -144,7 +144,12 @@ impl History {
                     .filename(path)
                     .busy_timeout(Duration::from_secs(30));
                 let options = if read_only {
-                    options.read_only(true)
+                    // Not SQLITE_OPEN_READONLY: such a connection cannot run
+                    // the recovery a WAL left by an exited writer may need,
+                    // and then reads nothing. Read-write where the OS allows
+                    // it (else SQLite opens read-only by itself), with every
+                    // change refused by `query_only`; nothing is created.
+                    options.pragma("query_only", "ON")
                 } else {
                     if let Some(dir) = path.parent() {
                         std::fs::create_dir_all(dir).map_err(|e| open_err(sqlx::Error::Io(e)))?;
