@@ -226,18 +226,14 @@ pub async fn create_database(db: &ServerDatabase) -> Result<(), EngineError> {
     if database_exists(db).await? {
         return Err(super::preflight::scratch_exists(&db.database));
     }
-    let admin = admin(db);
-    let (mut conn, preflight) = connect(&admin).await?;
-    let created = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE DATABASE {} CHARACTER SET utf8mb4",
-        ident(&db.database)
-    )))
-    .execute(&mut conn)
+    on_server(
+        db,
+        format!(
+            "CREATE DATABASE {} CHARACTER SET utf8mb4",
+            ident(&db.database)
+        ),
+    )
     .await
-    .map(|_| ())
-    .map_err(|e| preflight.failed(&e));
-    let _ = conn.close().await;
-    created
 }
 
 /// Drops the database `db` names.
@@ -246,18 +242,11 @@ pub async fn create_database(db: &ServerDatabase) -> Result<(), EngineError> {
 ///
 /// Connection or `DROP DATABASE` failures.
 pub async fn drop_database(db: &ServerDatabase) -> Result<(), EngineError> {
-    let admin = admin(db);
-    let (mut conn, preflight) = connect(&admin).await?;
-    let result = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {}",
-        ident(&db.database)
-    )))
-    .execute(&mut conn)
+    on_server(
+        db,
+        format!("DROP DATABASE IF EXISTS {}", ident(&db.database)),
+    )
     .await
-    .map(|_| ())
-    .map_err(|e| preflight.failed(&e));
-    let _ = conn.close().await;
-    result
 }
 
 /// Rows per base table, by name.
@@ -399,6 +388,20 @@ fn describe(e: &sqlx::Error) -> (String, bool) {
         );
     }
     super::preflight::describe_driver_error(e)
+}
+
+/// Runs one statement (`CREATE`/`DROP DATABASE`) on the server of `db`,
+/// connected as its admin.
+async fn on_server(db: &ServerDatabase, sql: String) -> Result<(), EngineError> {
+    let admin = admin(db);
+    let (mut conn, preflight) = connect(&admin).await?;
+    let result = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&mut conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| preflight.failed(&e));
+    let _ = conn.close().await;
+    result
 }
 
 #[cfg(test)]

@@ -302,18 +302,7 @@ pub async fn create_database(db: &ServerDatabase) -> Result<(), EngineError> {
     if database_exists(db).await? {
         return Err(super::preflight::scratch_exists(&db.database));
     }
-    let admin = admin(db);
-    let (mut conn, preflight) = connect(&admin).await?;
-    let created = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE DATABASE {}",
-        ident(&db.database)
-    )))
-    .execute(&mut conn)
-    .await
-    .map(|_| ())
-    .map_err(|e| preflight.failed(&e));
-    let _ = conn.close().await;
-    created
+    on_server(db, format!("CREATE DATABASE {}", ident(&db.database))).await
 }
 
 /// Drops the database `db` names, disconnecting its sessions.
@@ -322,18 +311,14 @@ pub async fn create_database(db: &ServerDatabase) -> Result<(), EngineError> {
 ///
 /// Connection or `DROP DATABASE` failures.
 pub async fn drop_database(db: &ServerDatabase) -> Result<(), EngineError> {
-    let admin = admin(db);
-    let (mut conn, preflight) = connect(&admin).await?;
-    let result = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-        ident(&db.database)
-    )))
-    .execute(&mut conn)
+    on_server(
+        db,
+        format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            ident(&db.database)
+        ),
+    )
     .await
-    .map(|_| ())
-    .map_err(|e| preflight.failed(&e));
-    let _ = conn.close().await;
-    result
 }
 
 /// Rows per table (`schema.table`, or `table` in `public`), by name.
@@ -438,4 +423,18 @@ fn describe(e: &sqlx::Error) -> (String, bool) {
         }
         other => super::preflight::describe_driver_error(other),
     }
+}
+
+/// Runs one statement (`CREATE`/`DROP DATABASE`) on the server of `db`,
+/// connected as its admin.
+async fn on_server(db: &ServerDatabase, sql: String) -> Result<(), EngineError> {
+    let admin = admin(db);
+    let (mut conn, preflight) = connect(&admin).await?;
+    let result = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&mut conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| preflight.failed(&e));
+    let _ = conn.close().await;
+    result
 }
