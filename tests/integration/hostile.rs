@@ -503,8 +503,7 @@ fn every_file_kind_and_a_sparse_file_round_trip() {
         "cd '{}' && chmod 755 run.sh && truncate -s 2G sparse.img && echo data >> sparse.img",
         media.display()
     ));
-    sandbox.config("[media_backup]\npaths = [\"media\"]\n");
-    sandbox.cli(&["backup", "media"]).success();
+    back_up_media(&sandbox);
     let to = sandbox.path().join("out");
     restore_media(&sandbox, &to, &[]).success();
     let (restored, original) = (listing(&to), listing(&media));
@@ -612,8 +611,7 @@ fn a_restore_onto_a_full_disk_fails_saying_so_and_leaves_nothing() {
         "head -c 4M /dev/urandom > '{}/random.bin'",
         media.display()
     ));
-    sandbox.config("[media_backup]\npaths = [\"media\"]\n");
-    sandbox.cli(&["backup", "media"]).success();
+    back_up_media(&sandbox);
     let full = sandbox.path().join("full");
     let _mount = Tmpfs::mount(&full, "1m");
     let to = full.join("out");
@@ -691,4 +689,10 @@ fn verify_reports_how_far_a_small_artifact_expands() {
         "{}",
         out.stdout
     );
+}
+
+/// Backs up the sandbox's `media` folder, which must succeed.
+fn back_up_media(sandbox: &Sandbox) {
+    sandbox.config("[media_backup]\npaths = [\"media\"]\n");
+    sandbox.cli(&["backup", "media"]).success();
 }
