@@ -91,7 +91,7 @@ pub fn check_target_name(name: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "target name {name:?} must be 1-100 characters of letters, digits, '_', '-', '.', \
-             not starting with '.' or '-'; set `name` explicitly"
+             not starting with '.' or '-'"
         ))
     }
 }

@@ -178,7 +178,7 @@ impl TryFrom<DatabaseEntry> for DatabaseTarget {
                 )
             })?,
         };
-        check_target_name(&name)?;
+        check_target_name(&name).map_err(|e| format!("{e}; set `name` explicitly"))?;
         Ok(Self { name, source })
     }
 }
@@ -443,7 +443,7 @@ impl TryFrom<MediaEntry> for MediaTarget {
                     )
                 })?,
         };
-        check_target_name(&name)?;
+        check_target_name(&name).map_err(|e| format!("{e}; set `name` explicitly"))?;
         for pattern in &exclude {
             globset::Glob::new(pattern)
                 .map_err(|e| format!("bad exclude glob {pattern:?}: {e}"))?;
