@@ -5,7 +5,7 @@ use std::{io::IsTerminal, process::ExitCode};
 
 use backup_core::{
     config::Settings,
-    context::Context,
+    context::{self, Context},
     jobs::{BackupJob, Done, JobFailed, Runner, run_backup},
     lock,
     model::parse_target_name,
@@ -53,6 +53,7 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
             backup_type: t.backup_type(),
             target: t.name().to_string(),
             trigger: Trigger::Manual,
+            triggered_by: Some(context::cli_actor()),
             scheduled_for: None,
             job_id: None,
         })

@@ -4,6 +4,7 @@
 mod artifacts;
 mod backup_cmd;
 mod config_cmd;
+mod dashboard_cmd;
 mod notify_cmd;
 mod output;
 mod restore_cmd;
@@ -62,6 +63,9 @@ enum Command {
     /// Check mail and webhook notifications.
     #[command(subcommand)]
     Notify(notify_cmd::Command),
+    /// Set up the web dashboard's users and tokens.
+    #[command(subcommand)]
+    Dashboard(dashboard_cmd::Command),
 }
 
 fn main() -> ExitCode {
@@ -112,6 +116,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let load = || config::load(cli.config.as_deref()).context("cannot load the configuration");
     match cli.command {
         Command::Config(cmd) => config_cmd::run(cmd, cli.config.as_deref()),
+        Command::Dashboard(cmd) => dashboard_cmd::run(cmd),
         Command::Migrate => {
             let loaded = load()?;
             let history =

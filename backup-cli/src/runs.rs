@@ -109,6 +109,7 @@ pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                 since,
                 until,
                 search,
+                before: None,
                 limit,
             };
             // Reading never migrates or writes the history.
@@ -189,7 +190,10 @@ fn print_table(runs: &[BackupRun], settings: &Settings, wide: bool) {
             Cell::new(run.backup_type),
             Cell::new(&run.target),
             output::status_cell(run.status),
-            Cell::new(run.trigger),
+            Cell::new(match &run.triggered_by {
+                Some(by) => format!("{} by {by}", run.trigger),
+                None => run.trigger.to_string(),
+            }),
             Cell::new(output::time(run.started_at, settings.timezone)),
             Cell::new(
                 run.duration_seconds
@@ -226,6 +230,7 @@ fn print_run(run: &BackupRun, stored: Option<Result<bool, StorageError>>, settin
         ("target", run.target.clone()),
         ("status", run.status.to_string()),
         ("trigger", run.trigger.to_string()),
+        ("triggered_by", opt(run.triggered_by.clone())),
         (
             "scheduled_for",
             opt(run.scheduled_for.map(|t| output::time(t, tz))),

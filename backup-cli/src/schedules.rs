@@ -200,11 +200,7 @@ async fn list(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
     };
     for stored in stored {
         let s = &stored.schedule;
-        let off = if s.enabled {
-            settings.scheduled_off(s.backup_type).map(String::from)
-        } else {
-            Some("the schedule is disabled".into())
-        };
+        let off = stored.off(settings);
         let last = history
             .list(&RunFilter {
                 backup_type: Some(s.backup_type),

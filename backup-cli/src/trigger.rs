@@ -5,6 +5,7 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::bail;
 use backup_core::{
     config::Settings,
+    context,
     history::History,
     jobs::BackupJob,
     model::parse_target_name,
@@ -59,6 +60,7 @@ pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
             backup_type,
             target: target.name().to_string(),
             trigger: Trigger::Manual,
+            triggered_by: Some(context::cli_actor()),
             scheduled_for: None,
             job_id: None,
         };

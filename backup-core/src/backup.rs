@@ -30,6 +30,8 @@ pub struct Request {
     pub task_id: Option<String>,
     /// Attempt number, from 1.
     pub attempt: i64,
+    /// Who asked for it, when manual.
+    pub triggered_by: Option<String>,
 }
 
 impl Request {
@@ -40,6 +42,7 @@ impl Request {
             scheduled_for: None,
             task_id: None,
             attempt: 1,
+            triggered_by: None,
         }
     }
 }
@@ -77,6 +80,7 @@ pub async fn run(
             backup_type: target.backup_type(),
             target: target.name().to_string(),
             trigger: request.trigger,
+            triggered_by: request.triggered_by.clone(),
             scheduled_for: request.scheduled_for,
             task_id: request.task_id.clone(),
             attempt: request.attempt,
@@ -260,6 +264,7 @@ mod tests {
                 backup_type: BackupType::Database,
                 target: "app".into(),
                 trigger: Trigger::Manual,
+                triggered_by: None,
                 scheduled_for: None,
                 task_id: None,
                 attempt: 1,

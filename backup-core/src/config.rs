@@ -7,6 +7,7 @@
 //! backup targets ([`targets`]), and the parsed value types they share
 //! ([`values`]).
 
+pub mod dashboard;
 pub mod error;
 mod overrides;
 pub mod sections;
@@ -31,6 +32,7 @@ use figment::{
 use serde::{Deserialize, Serialize};
 
 pub use self::{
+    dashboard::{DashboardSettings, DashboardToken, DashboardUser, ProxyNet, Role, TrustedHeader},
     error::{CONFIG_ENV, ConfigError},
     sections::{
         CompressionSettings, HistorySettings, HttpSettings, QueueSettings, RetrySettings,
@@ -109,8 +111,11 @@ pub struct Settings {
     pub retry: RetrySettings,
     /// The worker process: catch-up, shutdown, crash detection, maintenance.
     pub worker: WorkerSettings,
-    /// The worker's HTTP listener for `/healthz` and `/metrics`.
+    /// The worker's HTTP listener: `/healthz`, `/metrics` and the
+    /// dashboard.
     pub http: HttpSettings,
+    /// The web dashboard on `http.listen`.
+    pub dashboard: DashboardSettings,
 }
 
 impl Default for Settings {
@@ -139,6 +144,7 @@ impl Default for Settings {
             retry: RetrySettings::default(),
             worker: WorkerSettings::default(),
             http: HttpSettings::default(),
+            dashboard: DashboardSettings::default(),
         }
     }
 }
@@ -241,6 +247,7 @@ impl Settings {
         self.retry.validate()?;
         self.worker.validate()?;
         self.http.validate()?;
+        self.dashboard.validate()?;
         if let Some(smtp) = &mut self.smtp {
             smtp.validate(base)?;
         }
@@ -283,6 +290,7 @@ impl Settings {
                 redact::register(password.expose_secret());
             }
         }
+        self.dashboard.register_secrets();
         for hook in &self.webhooks {
             redact::register_url(hook.url.expose_secret(), true);
         }

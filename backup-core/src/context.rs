@@ -45,3 +45,19 @@ pub fn worker_id() -> String {
         std::process::id()
     )
 }
+
+/// `cli:<user>`: who asked for a manual run from the command line, as
+/// recorded in its history row (`$USER`, else `$LOGNAME`, else the uid).
+pub fn cli_actor() -> String {
+    let user = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        .unwrap_or_else(|| format!("uid {}", current_uid()));
+    format!("cli:{}", user.trim())
+}
+
+#[cfg(unix)]
+fn current_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").map_or(0, |m| m.uid())
+}

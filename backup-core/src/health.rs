@@ -124,13 +124,7 @@ impl Health {
         let loaded = schedules
             .iter()
             .map(|s| {
-                let off = if s.schedule.enabled {
-                    settings
-                        .scheduled_off(s.schedule.backup_type)
-                        .map(String::from)
-                } else {
-                    Some("the schedule is disabled".into())
-                };
+                let off = s.off(settings);
                 ScheduleView {
                     name: s.schedule.name.clone(),
                     cron: s.schedule.cron.as_str().to_string(),

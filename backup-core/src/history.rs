@@ -3,6 +3,7 @@
 //! The same SQL runs on both backends (sqlx binds `$N` on SQLite too); the
 //! `on_pool` macro (in `pool`) expands each query once per backend.
 
+pub mod audit;
 pub mod locks;
 pub(crate) mod pool;
 pub mod restores;
@@ -19,10 +20,11 @@ use sqlx::{
 };
 
 pub use self::{
+    audit::AuditEntry,
     locks::InstanceLock,
     pool::{History, HistoryError, truncate},
     restores::{NewRestore, RestoreRun},
-    runs::{BackupRun, NewRun, Outcome, RunCount, RunFilter},
+    runs::{BackupRun, Cursor, NewRun, Outcome, RunCount, RunFilter},
 };
 use self::{
     locks::{migration_lock, migration_read_lock},

@@ -24,7 +24,8 @@
 //!   liveness and metrics data.
 //! - [`restore`] reads back: restores, verification and drills.
 //!
-//! Around them: [`error`] gathers each module's errors, [`redact`] keeps
+//! Around them: [`error`] gathers each module's errors, [`password`]
+//! hashes the dashboard's passwords, [`redact`] keeps
 //! secrets out of anything shown, [`telemetry`] sets up logging.
 
 pub mod backup;
@@ -40,6 +41,7 @@ pub mod lock;
 pub mod maintenance;
 pub mod model;
 pub mod notify;
+pub mod password;
 pub mod pipeline;
 pub mod queue;
 pub mod redact;

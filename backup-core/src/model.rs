@@ -14,6 +14,9 @@ macro_rules! string_enum {
         pub enum $name { $($(#[$vm])* $variant),+ }
 
         impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
             /// The name stored in history and shown to users.
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $s),+ }

@@ -73,7 +73,10 @@ pub async fn run<D: Dispatch>(
                     // Switched-off schedules are reported, never fired.
                     let firing: Vec<StoredSchedule> = stored
                         .iter()
-                        .filter(|s| ctx.settings.scheduled_off(s.schedule.backup_type).is_none())
+                        .filter(|s| {
+                            s.paused.is_none()
+                                && ctx.settings.scheduled_off(s.schedule.backup_type).is_none()
+                        })
                         .cloned()
                         .collect();
                     if loaded.is_none() {
@@ -148,13 +151,14 @@ pub async fn run<D: Dispatch>(
     }
 }
 
-fn names(list: &[StoredSchedule]) -> Vec<(String, String, bool, Vec<String>)> {
+fn names(list: &[StoredSchedule]) -> Vec<(String, String, bool, bool, Vec<String>)> {
     list.iter()
         .map(|s| {
             (
                 s.schedule.name.clone(),
                 s.schedule.cron.as_str().to_string(),
                 s.schedule.enabled,
+                s.paused.is_some(),
                 s.schedule.targets.clone(),
             )
         })
@@ -173,6 +177,8 @@ fn announce(settings: &Settings, stored: &[StoredSchedule]) {
         for s in stored {
             if let Some(why) = settings.scheduled_off(s.schedule.backup_type) {
                 tracing::warn!(schedule = %s.schedule.name, "{} backups are switched off ({why}): this schedule does not fire", s.schedule.backup_type);
+            } else if let Some(pause) = &s.paused {
+                tracing::warn!(schedule = %s.schedule.name, paused_by = %pause.by, paused_at = %pause.at, "this schedule is paused: it does not fire until it is resumed");
             }
         }
     }

@@ -1,9 +1,9 @@
 //! backup-worker: the long-running process. Wiring only: config, telemetry,
 //! history, the apalis `Monitor` with its Redis workers (or, without a
-//! queue, in-process execution), the cron side, `/healthz` and `/metrics`,
+//! queue, in-process execution), the cron side, the HTTP surface of
+//! `backup-web` (dashboard, `/healthz`, `/metrics`),
 //! and graceful shutdown on SIGTERM/SIGINT.
 
-mod http;
 mod single;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
@@ -79,7 +79,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let settings = loaded.settings;
     let ctx = Context::open(settings.clone()).await?;
     ctx.notifier.log_setup();
-    let metrics = http::install_metrics();
+    let metrics = backup_web::install_metrics();
     let health = Health::new(ctx.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let signal = async move {
@@ -184,14 +184,17 @@ async fn run_queue(
         .shutdown_timeout(grace);
 
     health.set_queue(queue.clone(), 3);
-    let http = http::serve(&ctx.settings.http.listen, health.clone(), metrics).await?;
-    let stopping = stop.clone();
-    let mut cron = tokio::spawn(scheduler::run(
+    let dispatch = RedisDispatch::new(queue, wakes);
+    let launcher = backup_web::Launcher::Queue(Box::new(dispatch.clone()));
+    let http = backup_web::serve(backup_web::web(
         ctx.clone(),
-        RedisDispatch::new(queue, wakes),
-        health,
-        stop,
-    ));
+        health.clone(),
+        metrics,
+        launcher,
+    ))
+    .await?;
+    let stopping = stop.clone();
+    let mut cron = tokio::spawn(scheduler::run(ctx.clone(), dispatch, health, stop));
     let workers = monitor.run_with_signal(signal);
     tokio::pin!(workers);
     let result = tokio::select! {

@@ -15,8 +15,6 @@ use backup_core::{
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
-use crate::http;
-
 /// Runs until `signal`, then lets running backups finish within the grace
 /// period.
 pub async fn run(
@@ -39,7 +37,14 @@ pub async fn run(
         })?;
     tracing::info!(history = %ctx.history.url(), "single-process mode: no [queue], running jobs in this process");
     let dispatch = LocalDispatch::new(Arc::new(Runner::new(ctx.clone(), Locks::local(), None)));
-    let http = http::serve(&ctx.settings.http.listen, health.clone(), metrics).await?;
+    let launcher = backup_web::Launcher::Local(dispatch.clone());
+    let http = backup_web::serve(backup_web::web(
+        ctx.clone(),
+        health.clone(),
+        metrics,
+        launcher,
+    ))
+    .await?;
     let mut cron = tokio::spawn(scheduler::run(ctx.clone(), dispatch.clone(), health, stop));
     tokio::select! {
         signalled = signal => {

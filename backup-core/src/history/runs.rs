@@ -23,6 +23,9 @@ pub struct BackupRun {
     /// `manual`, `schedule` or `catch_up`.
     #[sqlx(try_from = "String")]
     pub trigger: Trigger,
+    /// Who asked for a manual run: `cli:<user>`, `web:<user>` or
+    /// `token:<name>`; none for scheduled runs and older rows.
+    pub triggered_by: Option<String>,
     /// The fire time this run is for, when scheduled.
     pub scheduled_for: Option<DateTime<Utc>>,
     /// Queue task id, when run by a worker.
@@ -63,6 +66,8 @@ pub struct NewRun {
     pub target: String,
     /// Why.
     pub trigger: Trigger,
+    /// Who, for a manual run.
+    pub triggered_by: Option<String>,
     /// Fire time, when scheduled.
     pub scheduled_for: Option<DateTime<Utc>>,
     /// Queue task id, when queued.
@@ -109,8 +114,43 @@ pub struct RunFilter {
     pub until: Option<DateTime<Utc>>,
     /// Only runs whose error message contains this text (case-insensitive).
     pub search: Option<String>,
+    /// Only runs older than this one (keyset pagination: the last run of
+    /// the previous page).
+    pub before: Option<Cursor>,
     /// At most this many, newest first.
     pub limit: i64,
+}
+
+/// A place in the newest-first order of runs: a run's start time and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// The run's start time.
+    pub started_at: DateTime<Utc>,
+    /// The run's id (ties on the start time).
+    pub id: i64,
+}
+
+impl From<&BackupRun> for Cursor {
+    fn from(run: &BackupRun) -> Self {
+        Self {
+            started_at: run.started_at,
+            id: run.id,
+        }
+    }
+}
+
+impl RunFilter {
+    /// The `LIKE` pattern of `search`: lower case, wildcards escaped.
+    fn pattern(&self) -> Option<String> {
+        self.search.as_ref().map(|s| {
+            let escaped = s
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        })
+    }
 }
 
 /// Every column of `backup_runs`, as one literal (sqlx only takes static
@@ -118,7 +158,7 @@ pub struct RunFilter {
 macro_rules! run_columns {
     () => {
         concat!(
-            "id, backup_type, target, status, \"trigger\", scheduled_for, task_id, attempt, ",
+            "id, backup_type, target, status, \"trigger\", triggered_by, scheduled_for, task_id, attempt, ",
             "worker, started_at, completed_at, duration_seconds, error_message, artifact, ",
             "size_bytes, sha256, notification, verified_at, verify_result"
         )
@@ -141,8 +181,8 @@ impl History {
     pub async fn start(&self, run: &NewRun) -> Result<BackupRun, HistoryError> {
         let sql = concat!(
             "INSERT INTO backup_runs (backup_type, target, status, \"trigger\", scheduled_for, ",
-            "task_id, attempt, worker, started_at, error_message) ",
-            "VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, '') RETURNING ",
+            "task_id, attempt, worker, started_at, error_message, triggered_by) ",
+            "VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, '', $9) RETURNING ",
             run_columns!()
         );
         on_pool!(self, pool => sqlx::query_as(sql)
@@ -154,6 +194,7 @@ impl History {
             .bind(run.attempt)
             .bind(&run.worker)
             .bind(truncate(run.started_at))
+            .bind(&run.triggered_by)
             .fetch_one(pool)
             .await)
         .map_err(|source| HistoryError::Query {
@@ -245,30 +286,65 @@ impl History {
              AND ($3 IS NULL OR target = $3) AND ($4 IS NULL OR started_at >= $4) \
              AND ($5 IS NULL OR lower(error_message) LIKE $5 ESCAPE '\\') \
              AND ($7 IS NULL OR started_at < $7) \
+             AND ($8 IS NULL OR started_at < $8 OR (started_at = $8 AND id < $9)) \
              ORDER BY started_at DESC, id DESC LIMIT $6"
         );
-        let pattern = filter.search.as_ref().map(|s| {
-            let escaped = s
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            format!("%{escaped}%")
-        });
+        let before = filter.before;
         on_pool!(self, pool => sqlx::query_as(sql)
             .bind(filter.status.map(RunStatus::as_str))
             .bind(filter.backup_type.map(BackupType::as_str))
             .bind(&filter.target)
             .bind(filter.since.map(truncate))
-            .bind(&pattern)
+            .bind(filter.pattern())
             .bind(filter.limit)
             .bind(filter.until.map(truncate))
+            .bind(before.map(|c| truncate(c.started_at)))
+            .bind(before.map_or(0, |c| c.id))
             .fetch_all(pool)
             .await)
         .map_err(|source| HistoryError::Query {
             what: "listing runs",
             source,
         })
+    }
+
+    /// How many runs match `filter` (its status, cursor and limit aside),
+    /// by status: the counts beside the runs page's status filter.
+    ///
+    /// # Errors
+    ///
+    /// When the query fails.
+    pub async fn status_counts(
+        &self,
+        filter: &RunFilter,
+    ) -> Result<Vec<(RunStatus, i64)>, HistoryError> {
+        let sql = "SELECT status, COUNT(*) FROM backup_runs \
+             WHERE ($1 IS NULL OR backup_type = $1) \
+             AND ($2 IS NULL OR target = $2) AND ($3 IS NULL OR started_at >= $3) \
+             AND ($4 IS NULL OR lower(error_message) LIKE $4 ESCAPE '\\') \
+             AND ($5 IS NULL OR started_at < $5) GROUP BY status";
+        let rows: Vec<(String, i64)> = on_pool!(self, pool => sqlx::query_as(sql)
+            .bind(filter.backup_type.map(BackupType::as_str))
+            .bind(&filter.target)
+            .bind(filter.since.map(truncate))
+            .bind(filter.pattern())
+            .bind(filter.until.map(truncate))
+            .fetch_all(pool)
+            .await)
+        .map_err(|source| HistoryError::Query {
+            what: "counting runs by status",
+            source,
+        })?;
+        Ok(RunStatus::ALL
+            .iter()
+            .map(|status| {
+                let n = rows
+                    .iter()
+                    .find(|(s, _)| s == status.as_str())
+                    .map_or(0, |(_, n)| *n);
+                (*status, n)
+            })
+            .collect())
     }
 
     /// Runs that started before `cutoff`, oldest first: the plan of a

@@ -8,7 +8,7 @@ use crate::{
     config::Timezone,
     schedule::{
         cron::CronSchedule,
-        plan::{Action, Plan, Schedule, StoredSchedule},
+        plan::{Action, Pause, Plan, Schedule, StoredSchedule},
     },
 };
 
@@ -24,6 +24,8 @@ struct ScheduleRow {
     last_fire_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    paused_at: Option<DateTime<Utc>>,
+    paused_by: Option<String>,
 }
 
 impl TryFrom<ScheduleRow> for StoredSchedule {
@@ -50,6 +52,10 @@ impl TryFrom<ScheduleRow> for StoredSchedule {
                 enabled: row.enabled,
                 name: row.name,
             },
+            paused: row.paused_at.map(|at| Pause {
+                at,
+                by: row.paused_by.clone().unwrap_or_default(),
+            }),
             last_fire_at: row.last_fire_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -65,7 +71,7 @@ impl History {
     /// When the query fails or a row no longer parses.
     pub async fn schedules(&self) -> Result<Vec<StoredSchedule>, HistoryError> {
         let sql = "SELECT name, backup_type, targets, cron, timezone, enabled, last_fire_at, \
-                   created_at, updated_at FROM backup_schedules ORDER BY name";
+                   created_at, updated_at, paused_at, paused_by FROM backup_schedules ORDER BY name";
         let rows: Vec<ScheduleRow> =
             on_pool!(self, pool => sqlx::query_as(sql).fetch_all(pool).await).map_err(
                 |source| HistoryError::Query {
@@ -152,6 +158,52 @@ impl History {
         let affected = on_pool!(self, pool => sqlx::query(sql).bind(name).bind(truncate(fire)).execute(pool).await.map(|d| d.rows_affected()))
             .map_err(|source| HistoryError::Query {
                 what: "recording a schedule fire",
+                source,
+            })?;
+        Ok(affected == 1)
+    }
+
+    /// Pauses schedule `name` at runtime: no worker fires it (within the
+    /// reload interval) until it is resumed; `schedules setup` keeps the
+    /// pause. Returns false when there is no such schedule or it is
+    /// already paused.
+    ///
+    /// # Errors
+    ///
+    /// When the update fails.
+    pub async fn pause_schedule(
+        &self,
+        name: &str,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, HistoryError> {
+        let sql = "UPDATE backup_schedules SET paused_at = $2, paused_by = $3 \
+                   WHERE name = $1 AND paused_at IS NULL";
+        let affected = on_pool!(self, pool => sqlx::query(sql).bind(name).bind(truncate(at)).bind(by).execute(pool).await.map(|d| d.rows_affected()))
+            .map_err(|source| HistoryError::Query {
+                what: "pausing a schedule",
+                source,
+            })?;
+        Ok(affected == 1)
+    }
+
+    /// Resumes a paused schedule. Fire times missed while it was paused are
+    /// never caught up: the resume counts as a change. Returns false when
+    /// there is no such schedule or it is not paused.
+    ///
+    /// # Errors
+    ///
+    /// When the update fails.
+    pub async fn resume_schedule(
+        &self,
+        name: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, HistoryError> {
+        let sql = "UPDATE backup_schedules SET paused_at = NULL, paused_by = NULL, updated_at = $2 \
+                   WHERE name = $1 AND paused_at IS NOT NULL";
+        let affected = on_pool!(self, pool => sqlx::query(sql).bind(name).bind(truncate(at)).execute(pool).await.map(|d| d.rows_affected()))
+            .map_err(|source| HistoryError::Query {
+                what: "resuming a schedule",
                 source,
             })?;
         Ok(affected == 1)

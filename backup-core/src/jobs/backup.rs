@@ -199,6 +199,7 @@ pub async fn attempt(
             scheduled_for: job.scheduled_for,
             task_id: job_id.map(str::to_string),
             attempt: i64::from(attempts),
+            triggered_by: job.triggered_by.clone(),
         };
         let report = match backup::run(ctx, target, &request, progress).await {
             Ok(report) => report,
@@ -386,6 +387,7 @@ mod tests {
             backup_type: BackupType::Database,
             target: "app".into(),
             trigger: Trigger::Manual,
+            triggered_by: None,
             scheduled_for: None,
             job_id: None,
         }
@@ -422,6 +424,7 @@ mod tests {
                 backup_type: BackupType::Database,
                 target: "app".into(),
                 trigger: Trigger::Manual,
+                triggered_by: None,
                 scheduled_for: None,
                 task_id: Some("task-2".into()),
                 attempt: 1,

@@ -14,6 +14,10 @@ pub struct BackupJob {
     pub target: String,
     /// Manual, scheduled or catch-up.
     pub trigger: Trigger,
+    /// Who asked for it, when manual (`cli:<user>`, `web:<user>`,
+    /// `token:<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triggered_by: Option<String>,
     /// The fire time, when scheduled.
     pub scheduled_for: Option<DateTime<Utc>>,
     /// The job this delivery belongs to: the task id of its first delivery.

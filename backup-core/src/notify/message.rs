@@ -406,6 +406,7 @@ mod tests {
             target: "shop".into(),
             status,
             trigger: Trigger::Schedule,
+            triggered_by: None,
             scheduled_for: Some(started),
             task_id: Some("t1".into()),
             attempt: 3,

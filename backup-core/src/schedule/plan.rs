@@ -46,6 +46,33 @@ pub struct StoredSchedule {
     pub created_at: DateTime<Utc>,
     /// When it last changed; fire times before this are never caught up.
     pub updated_at: DateTime<Utc>,
+    /// Set while paused at runtime (from the dashboard): it does not fire.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Pause>,
+}
+
+impl StoredSchedule {
+    /// Why it does not fire under `settings`, or `None` when it fires.
+    pub fn off(&self, settings: &Settings) -> Option<String> {
+        if !self.schedule.enabled {
+            return Some("the schedule is disabled".into());
+        }
+        if let Some(why) = settings.scheduled_off(self.schedule.backup_type) {
+            return Some(why.to_string());
+        }
+        self.paused
+            .as_ref()
+            .map(|p| format!("paused by {} at {}", p.by, p.at.to_rfc3339()))
+    }
+}
+
+/// A runtime pause of a schedule: who paused it, and when.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Pause {
+    /// `web:<user>`, `token:<name>`, ...
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
 }
 
 /// The schedules the config asks for: one per enabled backup type that has
@@ -266,6 +293,7 @@ mod tests {
             last_fire_at: None,
             created_at: t,
             updated_at: t,
+            paused: None,
         }
     }
 

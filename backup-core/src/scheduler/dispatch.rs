@@ -41,6 +41,7 @@ pub trait Dispatch: Send + Sync {
 
 /// Fires go to Redis with an idempotency key: the first replica's push
 /// wins, and wakes its own worker so the job starts at once.
+#[derive(Clone)]
 pub struct RedisDispatch {
     queue: Queue,
     wakes: Wakes,
@@ -58,6 +59,31 @@ impl RedisDispatch {
             self.wakes.get(kind).signal();
         }
         task_id.is_some()
+    }
+}
+
+impl RedisDispatch {
+    /// The queue it pushes to.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// Enqueues a manual backup (no idempotency key: each ask is a job);
+    /// returns its task id.
+    ///
+    /// # Errors
+    ///
+    /// When Redis cannot take it.
+    pub async fn manual(&self, job: &BackupJob) -> Result<String, Error> {
+        let kind = queue::backup_queue(job.backup_type);
+        let task_id = self.queue.push(kind, job, None).await?;
+        self.woken(kind, task_id.clone());
+        task_id.ok_or_else(|| {
+            Error::Queue(queue::QueueError::Redis {
+                what: "enqueueing a manual backup",
+                reason: format!("the queue dropped the job for {}", job.target),
+            })
+        })
     }
 }
 
@@ -106,6 +132,17 @@ impl LocalDispatch {
         // Reap finished jobs so the set does not grow.
         while tasks.try_join_next().is_some() {}
         tasks.spawn(work);
+    }
+
+    /// Starts a manual backup in this process now; returns its task id.
+    pub fn manual(&self, job: BackupJob) -> String {
+        let runner = self.runner.clone();
+        let task_id = uuid::Uuid::now_v7().simple().to_string();
+        let id = task_id.clone();
+        self.spawn(async move {
+            let _ = run_backup(&runner, &job, Some(&id), Progress::default()).await;
+        });
+        task_id
     }
 
     /// Lets the running jobs finish within `grace`, then interrupts the

@@ -29,6 +29,7 @@ fn fire(s: &StoredSchedule, at: DateTime<Utc>, trigger: Trigger) -> Fire {
                 backup_type: s.schedule.backup_type,
                 target: target.clone(),
                 trigger,
+                triggered_by: None,
                 scheduled_for: Some(at),
                 job_id: None,
             })
@@ -121,6 +122,7 @@ mod tests {
             last_fire_at: last.map(at),
             created_at: at(updated),
             updated_at: at(updated),
+            paused: None,
         }
     }
 

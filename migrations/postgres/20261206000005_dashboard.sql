@@ -1,0 +1,20 @@
+-- Who asked for a manual run (`cli:<user>`, `web:<user>`, `token:<name>`).
+ALTER TABLE backup_runs ADD COLUMN IF NOT EXISTS triggered_by TEXT;
+-- The dashboard's runs page filters by status and pages by start time.
+CREATE INDEX IF NOT EXISTS backup_runs_status_started ON backup_runs (status, started_at, id);
+CREATE INDEX IF NOT EXISTS backup_runs_started_id ON backup_runs (started_at, id);
+
+-- A schedule paused at runtime (from the dashboard): kept across
+-- `schedules setup`, honoured by every worker within the reload interval.
+ALTER TABLE backup_schedules ADD COLUMN IF NOT EXISTS paused_at TIMESTAMPTZ;
+ALTER TABLE backup_schedules ADD COLUMN IF NOT EXISTS paused_by TEXT;
+
+-- What was done from the dashboard or its API, and by whom.
+CREATE TABLE IF NOT EXISTS audit_log (
+    id      BIGSERIAL   PRIMARY KEY,
+    at      TIMESTAMPTZ NOT NULL,
+    actor   TEXT        NOT NULL,
+    action  TEXT        NOT NULL,
+    detail  TEXT        NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at);
