@@ -269,6 +269,11 @@ mod tests {
         assert_eq!(age(now - chrono::TimeDelta::minutes(90), now), "1 h ago");
         assert_eq!(age(now + chrono::TimeDelta::minutes(3), now), "in 3 min");
         assert_eq!(age(now - chrono::TimeDelta::days(3), now), "3 d ago");
+        // A fire a fraction of a second away is still to come.
+        assert_eq!(
+            age(now + chrono::TimeDelta::milliseconds(400), now),
+            "in 0 s"
+        );
     }
 
     #[test]

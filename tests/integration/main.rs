@@ -3,7 +3,9 @@
 //! standard restore tools.
 
 mod bench;
+mod browser;
 mod config;
+mod dashboard;
 mod history;
 mod hostile;
 mod layout;
@@ -18,5 +20,6 @@ mod sinks;
 mod sqlite;
 mod storage;
 mod support;
+mod web_support;
 mod worker;
 mod worker_support;
