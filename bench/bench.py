@@ -34,6 +34,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dashboard  # noqa: E402  (bench/dashboard.py: the dashboard section)
+
 PG = "postgres://postgres@127.0.0.1:5432"
 MY = ["--host=127.0.0.1", "--port=3306", "--user=root"]
 REDIS = "redis://127.0.0.1:6379"
@@ -542,7 +545,7 @@ def idle_worker(opts, data: Data, queue: bool) -> Idle:
     config = write_config(d / "backup.toml", (
         f'environment = "bench"\nverify_schedule = "0 5 * * 0"\n\n'
         f'[history]\nurl = "sqlite://{d}/history.db"\n\n{storage_section(f"file://{d}/store")}\n'
-        f"{queue_section}\n[http]\nlisten = \"127.0.0.1:{free_port()}\"\n\n"
+        f"{queue_section}\n[http]\nlisten = \"127.0.0.1:{free_port()}\"\n\n[dashboard]\nenabled = true\n\n"
         f'[database_backup]\nschedule = "0 3 * * *"\n'
         f'databases = [{{ name = "pg", url = "{PG}/{data.pg_small}" }}]\n\n'
         f'[media_backup]\nenabled = true\nschedule = "30 3 * * *"\n'
@@ -682,6 +685,9 @@ def run_all(opts) -> dict:
     raw.mkdir(exist_ok=True)
     pg_out, my_out = Outputs(raw, "pg", "dump.zst"), Outputs(raw, "my", "sql.zst")
     media_out = Outputs(raw, "media", "tar.zst")
+    if opts.sections == {"dashboard"}:
+        # The dashboard seeds its own history; it needs none of the data.
+        return {"dashboard": dashboard.run(opts, cli, start_worker, stop_worker, free_port, psql, log)}
     data = make_data(opts)
     results: dict = {"data": data, "pairs": [], "memory": {}, "sizes": {}}
     local = write_config(opts.work / "local.toml",
@@ -803,6 +809,9 @@ def run_all(opts) -> dict:
 
     if "latency" in want:
         results["latency"] = latency(opts, data)
+
+    if "dashboard" in want:
+        results["dashboard"] = dashboard.run(opts, cli, start_worker, stop_worker, free_port, psql, log)
 
     pg_drop(f"{opts.prefix}_restore")
     return results
@@ -939,7 +948,7 @@ def report(opts, results: dict) -> str:
     if "idle" in results:
         w("### Idle worker")
         w("")
-        w(f"`backup-worker` with 3 schedules (database, media, verify) and the HTTP listener on, "
+        w(f"`backup-worker` with 3 schedules (database, media, verify) and the HTTP listener with the dashboard on, "
           f"after {opts.settle} s of start-up, sampled every 0.5 s.")
         w("")
         w("| mode | seconds | RSS max | RSS mean | CPU (of one core) | threads | target |")
@@ -964,6 +973,7 @@ def report(opts, results: dict) -> str:
           f"{max(lat.latencies) * 1000:.0f} ms | {lat.duplicates} | {lat.missed} | "
           f"p99 < {TARGET_LATENCY_P99:.0f} s: {mark(lat.pct(99) < TARGET_LATENCY_P99)} |")
         w("")
+
     return "\n".join(lines)
 
 
@@ -980,6 +990,8 @@ def summary(results: dict) -> dict:
                  "memory": {k: side(v) for k, v in results["memory"].items()}}
     if "idle" in results:
         out["idle"] = [dataclasses.asdict(i) for i in results["idle"]]
+    if "dashboard" in results:
+        out["dashboard"] = [dataclasses.asdict(b) for b in results["dashboard"]]
     if "latency" in results:
         lat: Latency = results["latency"]
         out["latency"] = {"replicas": lat.replicas, "fires": lat.fires, "runs": len(lat.latencies),
@@ -988,19 +1000,24 @@ def summary(results: dict) -> dict:
     return out
 
 
-def write_report(path: Path, body: str) -> None:
-    block = f"{MARK_START}\n\n{body}\n{MARK_END}"
+def write_report(path: Path, body: str, start: str = MARK_START, end: str = MARK_END) -> None:
+    """Replaces the block between `start` and `end` in `path` (appending it
+    when there is none)."""
+    block = f"{start}\n\n{body}\n{end}"
     if path.is_file():
         text = path.read_text()
-        if MARK_START in text and MARK_END in text:
-            head, rest = text.split(MARK_START, 1)
-            tail = rest.split(MARK_END, 1)[1]
+        if start in text and end in text:
+            head, rest = text.split(start, 1)
+            tail = rest.split(end, 1)[1]
             path.write_text(head + block + tail)
             return
+        path.write_text(text.rstrip("\n") + f"\n\n{block}\n")
+        return
     path.write_text(f"# Benchmarks\n\n{block}\n")
 
 
-SECTIONS = ["pg", "mysql", "media", "restore-pg", "restore-media", "s3", "memory", "worker", "latency"]
+SECTIONS = ["pg", "mysql", "media", "restore-pg", "restore-media", "s3", "memory", "worker", "latency",
+            "dashboard"]
 
 
 def main() -> None:
@@ -1040,11 +1057,19 @@ def main() -> None:
             ap.error(f"{opts.bin_dir / exe} does not exist")
 
     results = run_all(opts)
-    body = report(opts, results)
-    write_report(opts.out, body)
     if opts.json:
         opts.json.write_text(json.dumps(summary(results), indent=2))
-    print(body)
+    # The dashboard's figures have a block of their own, so that
+    # `--only dashboard` refreshes them and leaves the others be.
+    dash = results.pop("dashboard", None)
+    if results:
+        body = report(opts, results)
+        write_report(opts.out, body)
+        print(body)
+    if dash:
+        text = "\n".join(dashboard.report(dash, opts, opts.reproduce))
+        write_report(opts.out, text, dashboard.MARK_START, dashboard.MARK_END)
+        print(text)
     log(f"wrote {opts.out}")
     if opts.drop_data:
         data: Data = results["data"]

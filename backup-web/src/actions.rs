@@ -271,7 +271,7 @@ async fn drill_run(ctx: Context, id: i64) {
 
 #[derive(Deserialize)]
 pub struct CleanupQuery {
-    deleted: Option<u64>,
+    done: Option<String>,
 }
 
 pub async fn cleanup_preview(
@@ -287,6 +287,19 @@ pub async fn cleanup_preview(
         Ok(p) => p,
         Err(e) => return view::internal("planning a cleanup", &e),
     };
+    // After a cleanup, what this user's last one did, from the audit log
+    // (never from the address, which anyone can write).
+    let done = match q.done {
+        Some(_) => web
+            .ctx
+            .history
+            .audit_entries(20)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .find(|e| e.action == "cleanup" && e.actor == me.actor),
+        None => None,
+    };
     let chrome = Chrome {
         identity: &me,
         csrf: &csrf,
@@ -295,7 +308,9 @@ pub async fn cleanup_preview(
     };
     let body = html! {
         h1 { "Clean up old backup records" }
-        @if let Some(n) = q.deleted { p.notice id="cleanup-done" { (n) " run record(s) deleted." } }
+        @if let Some(done) = &done {
+            p.notice id="cleanup-done" { "Deleted " (done.detail) " " (view::when(done.at, tz, Utc::now())) "." }
+        }
         p id="cleanup-preview" {
             strong { (plan.runs.len()) } " run record(s) started before " (view::time(plan.cutoff, tz))
             " (older than " code { "history_retention_days" } " = " (days) ") would be deleted. "
@@ -304,7 +319,6 @@ pub async fn cleanup_preview(
         @if me.is_operator() && !plan.runs.is_empty() {
             form method="post" action="/actions/cleanup" {
                 input type="hidden" name="csrf" value=(csrf.0);
-                input type="hidden" name="days" value=(days);
                 input type="hidden" name="confirm" value="yes";
                 button.danger type="submit" { "Delete " (plan.runs.len()) " record(s)" }
             }
@@ -318,8 +332,6 @@ pub async fn cleanup_preview(
 pub struct CleanupForm {
     #[serde(default)]
     csrf: String,
-    #[serde(default)]
-    days: String,
     #[serde(default)]
     confirm: String,
 }
@@ -337,10 +349,9 @@ pub async fn cleanup(
         return Redirect::to("/cleanup").into_response();
     }
     let web = state.web();
-    let days = match form.days.trim().parse::<u32>() {
-        Ok(d) if (1..=36_500).contains(&d) => d,
-        _ => return view::bad_request("days: a number of days from 1 to 36500"),
-    };
+    // Always the configured age, as the preview showed: never a number
+    // from the form.
+    let days = web.ctx.settings.history_retention_days;
     let history = &web.ctx.history;
     let deleted = match maintenance::plan_history_cleanup(history, days, Utc::now()).await {
         Ok(plan) => maintenance::apply_history_cleanup(history, &plan).await,
@@ -355,7 +366,7 @@ pub async fn cleanup(
                 &format!("{n} run record(s) older than {days} days"),
             )
             .await;
-            Redirect::to(&format!("/cleanup?deleted={n}")).into_response()
+            Redirect::to("/cleanup?done").into_response()
         }
         Err(e) => view::internal("cleaning up history", &e),
     }

@@ -34,7 +34,10 @@ use axum_extra::extract::{
     PrivateCookieJar,
     cookie::{Cookie, SameSite},
 };
-use backup_core::config::{DashboardSettings, ProxyNet, Role};
+use backup_core::{
+    config::{DashboardSettings, ProxyNet, Role},
+    history::History,
+};
 use chrono::Utc;
 use maud::html;
 use secrecy::ExposeSecret;
@@ -150,29 +153,38 @@ impl Auth {
         peer.is_some_and(|ip| self.proxies.iter().any(|n| n.contains(ip)))
     }
 
-    fn token(&self, token: &str) -> Option<Identity> {
+    /// A token this process has already checked with Argon2: no work, so
+    /// it is honoured even from an address locked out by others' guesses.
+    fn known_token(&self, token: &str) -> Option<Identity> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let known = self
+        let index = self
             .known_tokens
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&digest)
-            .copied();
-        let index = known.or_else(|| {
-            let i = self.tokens.iter().position(|(_, h, _)| matches(token, h))?;
-            self.known_tokens
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(digest, i);
-            Some(i)
-        })?;
+            .copied()?;
+        Some(self.token_identity(index))
+    }
+
+    /// Checks `token` against every token hash (Argon2).
+    fn token(&self, token: &str) -> Option<Identity> {
+        let i = self.tokens.iter().position(|(_, h, _)| matches(token, h))?;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.known_tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(digest, i);
+        Some(self.token_identity(i))
+    }
+
+    fn token_identity(&self, index: usize) -> Identity {
         let (name, _, role) = &self.tokens[index];
-        Some(Identity {
+        Identity {
             name: name.clone(),
             actor: format!("token:{name}"),
             role: *role,
             via: Via::Token,
-        })
+        }
     }
 
     fn proxy_user(&self, headers: &HeaderMap) -> Option<Identity> {
@@ -200,9 +212,21 @@ impl Auth {
         })
     }
 
-    fn session_user(&self, session: &SessionData) -> Option<Identity> {
+    /// The user of a session cookie: unexpired, still configured, and not
+    /// signed out since the session began (sign-out is recorded in the
+    /// audit log, so it ends the user's sessions on every replica).
+    async fn session_user(&self, session: &SessionData, history: &History) -> Option<Identity> {
         if session.expires < Utc::now().timestamp() {
             return None;
+        }
+        let actor = format!("web:{}", session.user);
+        match history.last_action(&actor, "sign-out").await {
+            Ok(Some(at)) if at.timestamp_micros() >= session.issued => return None,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check sign-outs; refusing the session");
+                return None;
+            }
         }
         // The role is the config's now: a demoted or removed user loses it
         // at once, on every replica.
@@ -219,6 +243,8 @@ impl Auth {
 #[derive(Serialize, Deserialize)]
 struct SessionData {
     user: String,
+    /// Microseconds since the epoch.
+    issued: i64,
     expires: i64,
 }
 
@@ -285,13 +311,16 @@ pub async fn identify(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
+    let history = &state.web().ctx.history;
     let identity = if let Some(token) = bearer {
         let keys = [format!("ip:{}", peer.map_or("-".into(), |p| p.to_string()))];
-        if let Some(wait) = auth.limiter.locked(&keys, Instant::now()) {
+        if let Some(known) = auth.known_token(token) {
+            Some(known)
+        } else if let Some(wait) = auth.limiter.locked(&keys, Instant::now()) {
             return view::too_many(wait);
-        }
-        let found = auth.token(token);
-        if found.is_none() {
+        } else if let Some(found) = auth.token(token) {
+            Some(found)
+        } else {
             auth.limiter.failed(&keys, Instant::now());
             return (
                 StatusCode::UNAUTHORIZED,
@@ -300,14 +329,17 @@ pub async fn identify(
             )
                 .into_response();
         }
-        found
-    } else if auth.trusted.is_some() && auth.trusted_proxy(peer) {
-        auth.proxy_user(&headers)
+    } else if let Some(user) = auth
+        .trusted_proxy(peer)
+        .then(|| auth.proxy_user(&headers))
+        .flatten()
+    {
+        Some(user)
     } else if let Some(session) = jar
         .get(SESSION)
         .and_then(|c| serde_json::from_str::<SessionData>(c.value()).ok())
     {
-        auth.session_user(&session)
+        auth.session_user(&session, history).await
     } else if auth.local && loopback_host(&headers) {
         Some(Identity {
             name: "local".into(),
@@ -475,9 +507,11 @@ pub async fn login(
         );
     };
     auth.limiter.succeeded(&keys[1]);
+    let now = Utc::now();
     let session = SessionData {
         user: name.clone(),
-        expires: Utc::now().timestamp() + auth.session_seconds,
+        issued: now.timestamp_micros(),
+        expires: now.timestamp() + auth.session_seconds,
     };
     let secure = secure(&state, &req_headers, Some(peer.ip()));
     let value = serde_json::to_string(&session).unwrap_or_default();
@@ -504,13 +538,27 @@ pub struct LogoutForm {
     csrf: String,
 }
 
+/// Signs out: clears the cookies and records the sign-out, which ends every
+/// session of this user begun before it (a copied cookie included), on
+/// every replica.
 pub async fn logout(
+    State(state): State<AppState>,
     axum::Extension(csrf): axum::Extension<Csrf>,
+    identity: Option<axum::Extension<Identity>>,
     jar: PrivateCookieJar,
     Form(form): Form<LogoutForm>,
 ) -> Response {
     if !csrf_ok(&csrf, &form.csrf) {
         return view::forbidden("The form expired; reload the page and try again.");
+    }
+    if let Some(axum::Extension(me)) = identity
+        && me.via == Via::Session
+    {
+        let history = &state.web().ctx.history;
+        if let Err(e) = history.audit(&me.actor, "sign-out", "", Utc::now()).await {
+            tracing::warn!(error = %e, "cannot record a sign-out");
+            return view::internal("signing out", &e);
+        }
     }
     let jar = jar
         .remove(Cookie::build(SESSION).path("/"))

@@ -214,12 +214,8 @@ pub fn when(t: DateTime<Utc>, tz: Tz, now: DateTime<Utc>) -> Markup {
 
 /// How long ago (or, for a future time, how soon).
 pub fn age(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let secs = (now - t).num_seconds();
-    let (n, future) = if secs < 0 {
-        (-secs, true)
-    } else {
-        (secs, false)
-    };
+    let future = t > now;
+    let n = (now - t).num_seconds().abs();
     let text = match n {
         0..=59 => format!("{n} s"),
         60..=3_599 => format!("{} min", n / 60),

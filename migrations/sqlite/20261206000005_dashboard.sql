@@ -18,3 +18,10 @@ CREATE TABLE IF NOT EXISTS audit_log (
     detail  TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at);
+-- A sign-out ends the user's earlier sessions: looked up per request.
+CREATE INDEX IF NOT EXISTS audit_log_actor ON audit_log (actor, action, at);
+
+-- Searching error messages reads only the rows that have one; counts per
+-- status by target read an index.
+CREATE INDEX IF NOT EXISTS backup_runs_errors ON backup_runs (started_at, id) WHERE error_message <> '';
+CREATE INDEX IF NOT EXISTS backup_runs_target_status ON backup_runs (target, status);

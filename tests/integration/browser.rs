@@ -448,7 +448,10 @@ async fn dashboard_in_a_browser() {
         .text()
         .await
         .expect("text");
-    assert_eq!(done, "20 run record(s) deleted.");
+    assert!(
+        done.starts_with("Deleted 20 run record(s) older than 30 days"),
+        "{done}"
+    );
     let left = request(
         port,
         "GET",
@@ -458,8 +461,33 @@ async fn dashboard_in_a_browser() {
     );
     assert_eq!(left.body.trim(), "[]");
 
-    // Sign out; a viewer sees no actions and is refused one.
+    // Sign out; the session ends everywhere: a copy of its cookie is
+    // refused afterwards.
+    let copied = c
+        .get_named_cookie("backup_session")
+        .await
+        .expect("the session cookie")
+        .value()
+        .to_string();
+    let before = request(
+        port,
+        "GET",
+        "/api/targets",
+        &[("Cookie", &format!("backup_session={copied}"))],
+        "",
+    );
+    assert_eq!(before.status, 200);
     sign_out(c).await;
+    let after = request(
+        port,
+        "GET",
+        "/api/targets",
+        &[("Cookie", &format!("backup_session={copied}"))],
+        "",
+    );
+    assert_eq!(after.status, 401, "a signed-out session still works");
+
+    // A viewer sees no actions and is refused one.
     sign_in(c, &base, "viewer", VIEWER_PASSWORD).await;
     wait_css(c, "article.tile[data-target=app]", 10).await;
     assert!(c.find(Locator::Css("article.tile button")).await.is_err());

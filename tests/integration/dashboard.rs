@@ -13,7 +13,7 @@ use crate::{
         ADMIN_PASSWORD, Reply, SECRET_KEY, TOKEN, VIEWER_PASSWORD, VIEWER_TOKEN, dashboard_section,
         free_port, request, start_worker,
     },
-    worker_support::{Worker, wait_for},
+    worker_support::{Namespace, Worker, wait_for},
 };
 
 fn bearer(token: &str) -> String {
@@ -301,4 +301,63 @@ fn the_worker_refuses_a_dashboard_open_to_the_network_without_sign_in() {
         run.stderr
     );
     assert_no_secret(&run.all(), "hunter2");
+}
+
+#[test]
+fn in_queue_mode_the_dashboard_enqueues_and_shows_the_workers() {
+    let ns = Namespace::new();
+    let sandbox = Sandbox::new();
+    sandbox.sample_db("app.sqlite3");
+    let port = free_port();
+    let section = dashboard_section(&sandbox, port);
+    sandbox.config(&format!(
+        "{section}\n{}\n[database_backup]\ndatabases = [\"sqlite://app.sqlite3\"]\n",
+        ns.section()
+    ));
+    let _worker = start_worker(&sandbox, port, "queue");
+    ns.wait_for_worker("database");
+    let operator = bearer(TOKEN);
+    let started = request(
+        port,
+        "POST",
+        "/api/trigger/database",
+        &[("Authorization", &operator)],
+        "",
+    );
+    assert_eq!(started.status, 202, "{started:?}");
+    let jobs: Value = serde_json::from_str(&started.body).expect("json");
+    let task = jobs["jobs"][0]["task_id"]
+        .as_str()
+        .expect("task id")
+        .to_string();
+    // A queued job: its run carries the queue's task id.
+    let run = wait_for(Duration::from_secs(60), "the queued run to finish", || {
+        let reply = request(
+            port,
+            "GET",
+            "/api/runs?status=success",
+            &[("Authorization", &operator)],
+            "",
+        );
+        let runs: Vec<Value> = serde_json::from_str(&reply.body).ok()?;
+        runs.into_iter().next()
+    });
+    assert_eq!(run["task_id"], task.as_str());
+    assert_eq!(run["triggered_by"], "token:ci");
+    let targets = request(
+        port,
+        "GET",
+        "/api/targets",
+        &[("Authorization", &operator)],
+        "",
+    );
+    let overview: Value = serde_json::from_str(&targets.body).expect("json");
+    assert_eq!(overview["mode"], "queue");
+    assert_eq!(
+        overview["replicas"].as_array().map(Vec::len),
+        Some(1),
+        "{overview:#}"
+    );
+    assert!(overview["queue_depth"].is_array(), "{overview:#}");
+    assert_eq!(overview["targets"][0]["last_success"]["id"], run["id"]);
 }

@@ -161,9 +161,11 @@ pub fn start_worker(sandbox: &Sandbox, port: u16, label: &str) -> Worker {
     worker
 }
 
-/// A headless Chromium under chromedriver, ended when dropped.
+/// A headless Chromium under chromedriver, ended when dropped (Chromium
+/// too: it runs on a profile of its own, whose processes are killed).
 pub struct Browser {
     driver: Child,
+    profile: tempfile::TempDir,
     pub client: fantoccini::Client,
     pub shots: PathBuf,
 }
@@ -189,13 +191,18 @@ impl Browser {
         wait_for(Duration::from_secs(20), "chromedriver to listen", || {
             TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
         });
+        let profile = tempfile::Builder::new()
+            .prefix("backup-test-chromium-")
+            .tempdir()
+            .expect("profile dir");
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
             serde_json::json!({
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
                          "--disable-dev-shm-usage", "--window-size=1280,900",
-                         "--hide-scrollbars", "--force-prefers-reduced-motion"]
+                         "--hide-scrollbars", "--force-prefers-reduced-motion",
+                         format!("--user-data-dir={}", profile.path().display())]
             }),
         );
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
@@ -209,6 +216,7 @@ impl Browser {
         std::fs::create_dir_all(&shots).expect("screenshot dir");
         Self {
             driver,
+            profile,
             client,
             shots,
         }
@@ -236,5 +244,9 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        let _ = Command::new("pkill")
+            .args(["-9", "-f"])
+            .arg(format!("user-data-dir={}", self.profile.path().display()))
+            .status();
     }
 }

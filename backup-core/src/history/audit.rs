@@ -57,4 +57,23 @@ impl History {
             },
         )
     }
+
+    /// When `actor` last did `action` (a sign-out, say), if ever.
+    ///
+    /// # Errors
+    ///
+    /// When the query fails.
+    pub async fn last_action(
+        &self,
+        actor: &str,
+        action: &str,
+    ) -> Result<Option<DateTime<Utc>>, HistoryError> {
+        let sql = "SELECT at FROM audit_log WHERE actor = $1 AND action = $2 \
+                   ORDER BY at DESC LIMIT 1";
+        on_pool!(self, pool => sqlx::query_scalar(sql).bind(actor).bind(action).fetch_optional(pool).await)
+            .map_err(|source| HistoryError::Query {
+                what: "reading the audit log",
+                source,
+            })
+    }
 }

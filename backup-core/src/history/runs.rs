@@ -167,8 +167,30 @@ macro_rules! run_columns {
 
 /// `SELECT <every column> FROM backup_runs` followed by the given clause.
 macro_rules! select_run {
-    ($rest:literal) => {
-        concat!("SELECT ", run_columns!(), " FROM backup_runs ", $rest)
+    ($($rest:expr),+) => {
+        concat!("SELECT ", run_columns!(), " FROM backup_runs ", $($rest),+)
+    };
+}
+
+/// The filters of [`History::list`] but the search ($5), limit ($6) and
+/// cursor ($8, $9).
+macro_rules! run_filters {
+    () => {
+        concat!(
+            "($1 IS NULL OR status = $1) AND ($2 IS NULL OR backup_type = $2) ",
+            "AND ($3 IS NULL OR target = $3) AND ($4 IS NULL OR started_at >= $4) ",
+            "AND ($7 IS NULL OR started_at < $7)"
+        )
+    };
+}
+
+/// The filters of [`History::status_counts`] but the search ($4).
+macro_rules! count_filters {
+    () => {
+        concat!(
+            "($1 IS NULL OR backup_type = $1) AND ($2 IS NULL OR target = $2) ",
+            "AND ($3 IS NULL OR started_at >= $3) AND ($5 IS NULL OR started_at < $5)"
+        )
     };
 }
 
@@ -281,14 +303,33 @@ impl History {
     ///
     /// When the query fails.
     pub async fn list(&self, filter: &RunFilter) -> Result<Vec<BackupRun>, HistoryError> {
-        let sql = select_run!(
-            "WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR backup_type = $2) \
-             AND ($3 IS NULL OR target = $3) AND ($4 IS NULL OR started_at >= $4) \
-             AND ($5 IS NULL OR lower(error_message) LIKE $5 ESCAPE '\\') \
-             AND ($7 IS NULL OR started_at < $7) \
-             AND ($8 IS NULL OR started_at < $8 OR (started_at = $8 AND id < $9)) \
-             ORDER BY started_at DESC, id DESC LIMIT $6"
-        );
+        // A search reads only rows with an error (the partial index
+        // `backup_runs_errors`), and a page after the first starts at its
+        // cursor in the `(started_at, id)` index: both stay fast on a long
+        // history. Hence four statements.
+        macro_rules! list_sql {
+            ($search:expr, $cursor:expr) => {
+                select_run!(
+                    "WHERE ",
+                    $search,
+                    run_filters!(),
+                    $cursor,
+                    " ORDER BY started_at DESC, id DESC LIMIT $6"
+                )
+            };
+        }
+        let sql = match (filter.search.is_some(), filter.before.is_some()) {
+            (true, true) => list_sql!(
+                "error_message <> '' AND lower(error_message) LIKE $5 ESCAPE '\\' AND ",
+                " AND (started_at, id) < ($8, $9)"
+            ),
+            (true, false) => list_sql!(
+                "error_message <> '' AND lower(error_message) LIKE $5 ESCAPE '\\' AND ",
+                " AND $8 IS NULL AND $9 = 0"
+            ),
+            (false, true) => list_sql!("$5 IS NULL AND ", " AND (started_at, id) < ($8, $9)"),
+            (false, false) => list_sql!("$5 IS NULL AND ", " AND $8 IS NULL AND $9 = 0"),
+        };
         let before = filter.before;
         on_pool!(self, pool => sqlx::query_as(sql)
             .bind(filter.status.map(RunStatus::as_str))
@@ -318,11 +359,20 @@ impl History {
         &self,
         filter: &RunFilter,
     ) -> Result<Vec<(RunStatus, i64)>, HistoryError> {
-        let sql = "SELECT status, COUNT(*) FROM backup_runs \
-             WHERE ($1 IS NULL OR backup_type = $1) \
-             AND ($2 IS NULL OR target = $2) AND ($3 IS NULL OR started_at >= $3) \
-             AND ($4 IS NULL OR lower(error_message) LIKE $4 ESCAPE '\\') \
-             AND ($5 IS NULL OR started_at < $5) GROUP BY status";
+        let sql = if filter.search.is_some() {
+            concat!(
+                "SELECT status, COUNT(*) FROM (SELECT status FROM backup_runs ",
+                "WHERE error_message <> '' AND lower(error_message) LIKE $4 ESCAPE '\\' AND ",
+                count_filters!(),
+                " ORDER BY started_at DESC) AS m GROUP BY status"
+            )
+        } else {
+            concat!(
+                "SELECT status, COUNT(*) FROM backup_runs WHERE $4 IS NULL AND ",
+                count_filters!(),
+                " GROUP BY status"
+            )
+        };
         let rows: Vec<(String, i64)> = on_pool!(self, pool => sqlx::query_as(sql)
             .bind(filter.backup_type.map(BackupType::as_str))
             .bind(&filter.target)
@@ -491,24 +541,39 @@ impl History {
         })
     }
 
-    /// The newest successful run of each target.
+    /// The newest successful run of each target, by type and name. One
+    /// indexed look-up per target (`backup_runs_target`), so it costs the
+    /// same on a history of a hundred runs or a million.
     ///
     /// # Errors
     ///
-    /// When the query fails.
+    /// When a query fails.
     pub async fn last_successes(&self) -> Result<Vec<BackupRun>, HistoryError> {
+        let err = |source| HistoryError::Query {
+            what: "reading the last successful runs",
+            source,
+        };
+        let targets: Vec<(String, String)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT DISTINCT backup_type, target FROM backup_runs ORDER BY backup_type, target"
+        )
+        .fetch_all(pool)
+        .await)
+        .map_err(err)?;
         let sql = select_run!(
-            "r WHERE status = 'success' AND id = (SELECT s.id FROM backup_runs s \
-             WHERE s.backup_type = r.backup_type AND s.target = r.target \
-             AND s.status = 'success' ORDER BY s.completed_at DESC, s.id DESC LIMIT 1) \
-             ORDER BY backup_type, target"
+            "WHERE backup_type = $1 AND target = $2 AND status = 'success' ",
+            "ORDER BY started_at DESC, id DESC LIMIT 1"
         );
-        on_pool!(self, pool => sqlx::query_as(sql).fetch_all(pool).await).map_err(|source| {
-            HistoryError::Query {
-                what: "reading the last successful runs",
-                source,
-            }
-        })
+        let mut out = Vec::new();
+        for (backup_type, target) in targets {
+            let run: Option<BackupRun> = on_pool!(self, pool => sqlx::query_as(sql)
+                .bind(&backup_type)
+                .bind(&target)
+                .fetch_optional(pool)
+                .await)
+            .map_err(err)?;
+            out.extend(run);
+        }
+        Ok(out)
     }
 }
 
