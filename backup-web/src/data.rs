@@ -65,7 +65,6 @@ pub async fn overview(web: &Web, now: DateTime<Utc>) -> Result<Overview, History
     let settings = &web.ctx.settings;
     let history = &web.ctx.history;
     let schedules = history.schedules().await?;
-    let successes = history.last_successes().await?;
     let mut targets = Vec::new();
     let mut running = 0;
     let all = settings
@@ -85,10 +84,7 @@ pub async fn overview(web: &Web, now: DateTime<Utc>) -> Result<Overview, History
             .iter()
             .filter(|r| r.status == RunStatus::Running)
             .count();
-        let last_success = successes
-            .iter()
-            .find(|r| r.backup_type == backup_type && r.target == name)
-            .cloned();
+        let last_success = history.last_success(backup_type, &name).await?;
         let (next_fire, interval) = next_fire(&schedules, settings, backup_type, &name, now);
         let stale = match (&last_success, interval) {
             (None, _) => Some("no successful backup yet".to_string()),

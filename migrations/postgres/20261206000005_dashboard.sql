@@ -25,3 +25,4 @@ CREATE INDEX IF NOT EXISTS audit_log_actor ON audit_log (actor, action, at);
 -- status by target read an index.
 CREATE INDEX IF NOT EXISTS backup_runs_errors ON backup_runs (started_at, id) WHERE error_message <> '';
 CREATE INDEX IF NOT EXISTS backup_runs_target_status ON backup_runs (target, status);
+CREATE INDEX IF NOT EXISTS backup_runs_target_started ON backup_runs (target, started_at, id);

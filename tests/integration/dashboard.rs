@@ -6,12 +6,13 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::{
     support::{Sandbox, assert_no_secret},
     web_support::{
         ADMIN_PASSWORD, Reply, SECRET_KEY, TOKEN, VIEWER_PASSWORD, VIEWER_TOKEN, dashboard_section,
-        free_port, request, start_worker,
+        download, free_port, request, start_worker,
     },
     worker_support::{Namespace, Worker, wait_for},
 };
@@ -111,6 +112,61 @@ fn tokens_roles_and_csrf_guard_the_api_and_the_forms() {
         get("/api/runs?limit=100000000000000000000", Some(&operator)).status,
         400
     );
+    // Its artifact downloads, whole, for an operator only; a key that no
+    // manifest vouches for is not found.
+    let key = run["artifact"].as_str().expect("artifact key");
+    let path = format!("/artifacts/download?key={}", key.replace('/', "%2F"));
+    let (status, bytes) = download(port, &path, &[("Authorization", &operator)]);
+    assert_eq!(status, 200);
+    assert_eq!(
+        hex::encode(Sha256::digest(&bytes)),
+        run["sha256"].as_str().expect("sha")
+    );
+    assert_eq!(download(port, &path, &[("Authorization", &viewer)]).0, 403);
+    for bad in [
+        "../backup.toml",
+        "%2Fetc%2Fpasswd",
+        "database%2Fapp%2F..%2F..%2Fbackup.toml",
+    ] {
+        let (status, _) = download(
+            port,
+            &format!("/artifacts/download?key={bad}"),
+            &[("Authorization", &operator)],
+        );
+        assert_eq!(status, 404, "{bad}");
+    }
+
+    // Verify now and restore drill now: recorded on the run and beside the
+    // restores.
+    let id = run["id"].as_i64().expect("id");
+    let form = "application/x-www-form-urlencoded";
+    for action in ["verify", "drill"] {
+        let done = request(
+            port,
+            "POST",
+            &format!("/actions/{action}"),
+            &[("Authorization", &operator), ("Content-Type", form)],
+            &format!("run={id}"),
+        );
+        assert_eq!(done.status, 303, "{action}: {done:?}");
+    }
+    wait_for(
+        Duration::from_secs(30),
+        "the verification to be recorded",
+        || {
+            let reply = get(&format!("/api/runs/{id}"), Some(&operator));
+            let run: Value = serde_json::from_str(&reply.body).ok()?;
+            (run["verify_result"] == "ok").then_some(())
+        },
+    );
+    wait_for(Duration::from_secs(30), "the drill to be recorded", || {
+        let list = sandbox.cli(&["restore", "list", "--json"]).success().json();
+        list.as_array()?
+            .iter()
+            .any(|r| r["kind"] == "drill" && r["status"] == "success" && r["source_run_id"] == id)
+            .then_some(())
+    });
+
     // `runs list` shows it too.
     let listed = sandbox.cli(&["runs", "list"]).success();
     assert!(
@@ -140,7 +196,6 @@ fn tokens_roles_and_csrf_guard_the_api_and_the_forms() {
         .and_then(|s| s.split('"').next())
         .expect("a csrf field")
         .to_string();
-    let form = "application/x-www-form-urlencoded";
     let forged = request(
         port,
         "POST",

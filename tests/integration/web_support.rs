@@ -41,6 +41,30 @@ impl Reply {
     }
 }
 
+/// `GET path` with these headers: the status and the body's bytes (read
+/// to the end: the server closes the connection).
+pub fn download(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the dashboard");
+    let mut head = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header");
+    let status = String::from_utf8_lossy(&raw[..split])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, raw[split + 4..].to_vec())
+}
+
 /// `method path` on 127.0.0.1:`port` with these headers and body.
 pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the dashboard");

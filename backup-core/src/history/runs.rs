@@ -172,26 +172,40 @@ macro_rules! select_run {
     };
 }
 
-/// The filters of [`History::list`] but the search ($5), limit ($6) and
-/// cursor ($8, $9).
-macro_rules! run_filters {
-    () => {
-        concat!(
-            "($1 IS NULL OR status = $1) AND ($2 IS NULL OR backup_type = $2) ",
-            "AND ($3 IS NULL OR target = $3) AND ($4 IS NULL OR started_at >= $4) ",
-            "AND ($7 IS NULL OR started_at < $7)"
-        )
-    };
-}
+/// Counts per status stop here (shown as "10,000+").
+pub const COUNT_CAP: i64 = 10_000;
 
-/// The filters of [`History::status_counts`] but the search ($4).
-macro_rules! count_filters {
-    () => {
-        concat!(
-            "($1 IS NULL OR backup_type = $1) AND ($2 IS NULL OR target = $2) ",
-            "AND ($3 IS NULL OR started_at >= $3) AND ($5 IS NULL OR started_at < $5)"
-        )
-    };
+/// Appends ` WHERE ...` with only the conditions `filter` sets, so the
+/// planner can pick the index that fits (`(status, started_at, id)`,
+/// `(backup_type, target, started_at)`, `(target, status)`, the partial
+/// index of rows with an error for a search). `pattern` is the search's
+/// `LIKE` pattern; `status` whether to filter by the filter's status.
+macro_rules! push_filters {
+    ($q:ident, $filter:expr, $pattern:expr, $status:expr) => {{
+        $q.push(" WHERE 1 = 1");
+        if $status && let Some(s) = $filter.status {
+            $q.push(" AND status = ").push_bind(s.as_str());
+        }
+        if let Some(t) = $filter.backup_type {
+            $q.push(" AND backup_type = ").push_bind(t.as_str());
+        }
+        if let Some(t) = &$filter.target {
+            $q.push(" AND target = ").push_bind(t.clone());
+        }
+        if let Some(t) = $filter.since {
+            $q.push(" AND started_at >= ").push_bind(truncate(t));
+        }
+        if let Some(t) = $filter.until {
+            $q.push(" AND started_at < ").push_bind(truncate(t));
+        }
+        if let Some(p) = &$pattern {
+            // Only rows with an error can match: the partial index
+            // `backup_runs_errors` holds just those.
+            $q.push(" AND error_message <> '' AND lower(error_message) LIKE ")
+                .push_bind(p.clone())
+                .push(" ESCAPE '\\'");
+        }
+    }};
 }
 
 impl History {
@@ -303,46 +317,20 @@ impl History {
     ///
     /// When the query fails.
     pub async fn list(&self, filter: &RunFilter) -> Result<Vec<BackupRun>, HistoryError> {
-        // A search reads only rows with an error (the partial index
-        // `backup_runs_errors`), and a page after the first starts at its
-        // cursor in the `(started_at, id)` index: both stay fast on a long
-        // history. Hence four statements.
-        macro_rules! list_sql {
-            ($search:expr, $cursor:expr) => {
-                select_run!(
-                    "WHERE ",
-                    $search,
-                    run_filters!(),
-                    $cursor,
-                    " ORDER BY started_at DESC, id DESC LIMIT $6"
-                )
-            };
-        }
-        let sql = match (filter.search.is_some(), filter.before.is_some()) {
-            (true, true) => list_sql!(
-                "error_message <> '' AND lower(error_message) LIKE $5 ESCAPE '\\' AND ",
-                " AND (started_at, id) < ($8, $9)"
-            ),
-            (true, false) => list_sql!(
-                "error_message <> '' AND lower(error_message) LIKE $5 ESCAPE '\\' AND ",
-                " AND $8 IS NULL AND $9 = 0"
-            ),
-            (false, true) => list_sql!("$5 IS NULL AND ", " AND (started_at, id) < ($8, $9)"),
-            (false, false) => list_sql!("$5 IS NULL AND ", " AND $8 IS NULL AND $9 = 0"),
-        };
-        let before = filter.before;
-        on_pool!(self, pool => sqlx::query_as(sql)
-            .bind(filter.status.map(RunStatus::as_str))
-            .bind(filter.backup_type.map(BackupType::as_str))
-            .bind(&filter.target)
-            .bind(filter.since.map(truncate))
-            .bind(filter.pattern())
-            .bind(filter.limit)
-            .bind(filter.until.map(truncate))
-            .bind(before.map(|c| truncate(c.started_at)))
-            .bind(before.map_or(0, |c| c.id))
-            .fetch_all(pool)
-            .await)
+        let pattern = filter.pattern();
+        on_pool!(self, pool => {
+            let mut q = sqlx::QueryBuilder::new(concat!("SELECT ", run_columns!(), " FROM backup_runs"));
+            push_filters!(q, filter, pattern, true);
+            if let Some(c) = filter.before {
+                q.push(" AND (started_at, id) < (")
+                    .push_bind(truncate(c.started_at))
+                    .push(", ")
+                    .push_bind(c.id)
+                    .push(")");
+            }
+            q.push(" ORDER BY started_at DESC, id DESC LIMIT ").push_bind(filter.limit);
+            q.build_query_as().fetch_all(pool).await
+        })
         .map_err(|source| HistoryError::Query {
             what: "listing runs",
             source,
@@ -350,7 +338,9 @@ impl History {
     }
 
     /// How many runs match `filter` (its status, cursor and limit aside),
-    /// by status: the counts beside the runs page's status filter.
+    /// by status, each counted up to [`COUNT_CAP`] (shown as "10,000+"):
+    /// the counts beside the runs page's status filter, at a bounded cost
+    /// however long the history.
     ///
     /// # Errors
     ///
@@ -359,42 +349,23 @@ impl History {
         &self,
         filter: &RunFilter,
     ) -> Result<Vec<(RunStatus, i64)>, HistoryError> {
-        let sql = if filter.search.is_some() {
-            concat!(
-                "SELECT status, COUNT(*) FROM (SELECT status FROM backup_runs ",
-                "WHERE error_message <> '' AND lower(error_message) LIKE $4 ESCAPE '\\' AND ",
-                count_filters!(),
-                " ORDER BY started_at DESC) AS m GROUP BY status"
-            )
-        } else {
-            concat!(
-                "SELECT status, COUNT(*) FROM backup_runs WHERE $4 IS NULL AND ",
-                count_filters!(),
-                " GROUP BY status"
-            )
-        };
-        let rows: Vec<(String, i64)> = on_pool!(self, pool => sqlx::query_as(sql)
-            .bind(filter.backup_type.map(BackupType::as_str))
-            .bind(&filter.target)
-            .bind(filter.since.map(truncate))
-            .bind(filter.pattern())
-            .bind(filter.until.map(truncate))
-            .fetch_all(pool)
-            .await)
-        .map_err(|source| HistoryError::Query {
-            what: "counting runs by status",
-            source,
-        })?;
-        Ok(RunStatus::ALL
-            .iter()
-            .map(|status| {
-                let n = rows
-                    .iter()
-                    .find(|(s, _)| s == status.as_str())
-                    .map_or(0, |(_, n)| *n);
-                (*status, n)
+        let pattern = filter.pattern();
+        let mut out = Vec::new();
+        for status in RunStatus::ALL {
+            let n: i64 = on_pool!(self, pool => {
+                let mut q = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM (SELECT 1 FROM backup_runs");
+                push_filters!(q, filter, pattern, false);
+                q.push(" AND status = ").push_bind(status.as_str());
+                q.push(" LIMIT ").push_bind(COUNT_CAP).push(") AS capped");
+                q.build_query_scalar().fetch_one(pool).await
             })
-            .collect())
+            .map_err(|source| HistoryError::Query {
+                what: "counting runs by status",
+                source,
+            })?;
+            out.push((*status, n));
+        }
+        Ok(out)
     }
 
     /// Runs that started before `cutoff`, oldest first: the plan of a
@@ -559,21 +530,39 @@ impl History {
         .fetch_all(pool)
         .await)
         .map_err(err)?;
+        let mut out = Vec::new();
+        for (backup_type, target) in targets {
+            let Ok(backup_type) = backup_type.parse() else {
+                continue;
+            };
+            out.extend(self.last_success(backup_type, &target).await?);
+        }
+        Ok(out)
+    }
+
+    /// The newest successful run of one target (an indexed look-up).
+    ///
+    /// # Errors
+    ///
+    /// When the query fails.
+    pub async fn last_success(
+        &self,
+        backup_type: BackupType,
+        target: &str,
+    ) -> Result<Option<BackupRun>, HistoryError> {
         let sql = select_run!(
             "WHERE backup_type = $1 AND target = $2 AND status = 'success' ",
             "ORDER BY started_at DESC, id DESC LIMIT 1"
         );
-        let mut out = Vec::new();
-        for (backup_type, target) in targets {
-            let run: Option<BackupRun> = on_pool!(self, pool => sqlx::query_as(sql)
-                .bind(&backup_type)
-                .bind(&target)
-                .fetch_optional(pool)
-                .await)
-            .map_err(err)?;
-            out.extend(run);
-        }
-        Ok(out)
+        on_pool!(self, pool => sqlx::query_as(sql)
+            .bind(backup_type.as_str())
+            .bind(target)
+            .fetch_optional(pool)
+            .await)
+        .map_err(|source| HistoryError::Query {
+            what: "reading the last successful run",
+            source,
+        })
     }
 }
 

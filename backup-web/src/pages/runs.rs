@@ -7,7 +7,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use backup_core::{
-    history::{BackupRun, HistoryError},
+    history::{BackupRun, HistoryError, runs::COUNT_CAP},
     model::{BackupType, RunStatus},
     storage::Manifest,
 };
@@ -57,6 +57,14 @@ pub async fn runs(
         format!("/runs?{}", serde_urlencoded(&q))
     };
     let total: i64 = counts.iter().map(|(_, n)| n).sum();
+    let capped = counts.iter().any(|(_, n)| *n >= COUNT_CAP);
+    let count = |n: i64| {
+        if n >= COUNT_CAP {
+            format!("{COUNT_CAP}+")
+        } else {
+            n.to_string()
+        }
+    };
     let chrome = Chrome {
         identity: &me,
         csrf: &csrf,
@@ -66,10 +74,10 @@ pub async fn runs(
     let body = html! {
         h1 { "Runs" }
         nav.chips aria-label="status" {
-            a class=(if query.status.is_empty() { "on" } else { "" }) href=(link(&|q| q.status.clear())) { "all " (total) }
+            a class=(if query.status.is_empty() { "on" } else { "" }) href=(link(&|q| q.status.clear())) { "all " (if capped { format!("{total}+") } else { total.to_string() }) }
             @for (status, n) in &counts {
                 a class=(if query.status.eq_ignore_ascii_case(status.as_str()) { "on" } else { "" })
-                  href=(link(&|q| q.status = status.as_str().into())) { (view::badge(*status)) " " (n) }
+                  href=(link(&|q| q.status = status.as_str().into())) { (view::badge(*status)) " " (count(*n)) }
             }
         }
         form.filters method="get" action="/runs" {
