@@ -26,3 +26,4 @@ CREATE INDEX IF NOT EXISTS audit_log_actor ON audit_log (actor, action, at);
 CREATE INDEX IF NOT EXISTS backup_runs_errors ON backup_runs (started_at, id) WHERE error_message <> '';
 CREATE INDEX IF NOT EXISTS backup_runs_target_status ON backup_runs (target, status);
 CREATE INDEX IF NOT EXISTS backup_runs_target_started ON backup_runs (target, started_at, id);
+CREATE INDEX IF NOT EXISTS backup_runs_type_started ON backup_runs (backup_type, started_at, id);

@@ -172,8 +172,8 @@ macro_rules! select_run {
     };
 }
 
-/// Counts per status stop here (shown as "10,000+").
-pub const COUNT_CAP: i64 = 10_000;
+/// Counts per status stop here (shown as "1000+").
+pub const COUNT_CAP: i64 = 1_000;
 
 /// Appends ` WHERE ...` with only the conditions `filter` sets, so the
 /// planner can pick the index that fits (`(status, started_at, id)`,
@@ -338,9 +338,12 @@ impl History {
     }
 
     /// How many runs match `filter` (its status, cursor and limit aside),
-    /// by status, each counted up to [`COUNT_CAP`] (shown as "10,000+"):
-    /// the counts beside the runs page's status filter, at a bounded cost
-    /// however long the history.
+    /// by status: the counts beside the runs page's status filter, at a
+    /// bounded cost however long the history. Each is `(status, n, more)`:
+    /// with `more`, there are at least `n` (shown as "n+"). Without a
+    /// search each status is counted up to [`COUNT_CAP`]; with one, the
+    /// newest [`COUNT_CAP`] matches are counted (one pass over the rows
+    /// with an error).
     ///
     /// # Errors
     ///
@@ -348,8 +351,32 @@ impl History {
     pub async fn status_counts(
         &self,
         filter: &RunFilter,
-    ) -> Result<Vec<(RunStatus, i64)>, HistoryError> {
+    ) -> Result<Vec<(RunStatus, i64, bool)>, HistoryError> {
+        let err = |source| HistoryError::Query {
+            what: "counting runs by status",
+            source,
+        };
         let pattern = filter.pattern();
+        if pattern.is_some() {
+            let rows: Vec<(String, i64)> = on_pool!(self, pool => {
+                let mut q = sqlx::QueryBuilder::new("SELECT status, COUNT(*) FROM (SELECT status FROM backup_runs");
+                push_filters!(q, filter, pattern, false);
+                q.push(" ORDER BY started_at DESC LIMIT ").push_bind(COUNT_CAP).push(") AS newest GROUP BY status");
+                q.build_query_as().fetch_all(pool).await
+            })
+            .map_err(err)?;
+            let more = rows.iter().map(|(_, n)| n).sum::<i64>() >= COUNT_CAP;
+            return Ok(RunStatus::ALL
+                .iter()
+                .map(|status| {
+                    let n = rows
+                        .iter()
+                        .find(|(s, _)| s == status.as_str())
+                        .map_or(0, |(_, n)| *n);
+                    (*status, n, more && n > 0)
+                })
+                .collect());
+        }
         let mut out = Vec::new();
         for status in RunStatus::ALL {
             let n: i64 = on_pool!(self, pool => {
@@ -359,11 +386,8 @@ impl History {
                 q.push(" LIMIT ").push_bind(COUNT_CAP).push(") AS capped");
                 q.build_query_scalar().fetch_one(pool).await
             })
-            .map_err(|source| HistoryError::Query {
-                what: "counting runs by status",
-                source,
-            })?;
-            out.push((*status, n));
+            .map_err(err)?;
+            out.push((*status, n, n >= COUNT_CAP));
         }
         Ok(out)
     }

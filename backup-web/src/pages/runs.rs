@@ -7,7 +7,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use backup_core::{
-    history::{BackupRun, HistoryError, runs::COUNT_CAP},
+    history::{BackupRun, HistoryError},
     model::{BackupType, RunStatus},
     storage::Manifest,
 };
@@ -56,15 +56,10 @@ pub async fn runs(
         f(&mut q);
         format!("/runs?{}", serde_urlencoded(&q))
     };
-    let total: i64 = counts.iter().map(|(_, n)| n).sum();
-    let capped = counts.iter().any(|(_, n)| *n >= COUNT_CAP);
-    let count = |n: i64| {
-        if n >= COUNT_CAP {
-            format!("{COUNT_CAP}+")
-        } else {
-            n.to_string()
-        }
-    };
+    // Counts are bounded: "n+" means at least n.
+    let total: i64 = counts.iter().map(|(_, n, _)| n).sum();
+    let capped = counts.iter().any(|(_, _, more)| *more);
+    let count = |n: i64, more: bool| if more { format!("{n}+") } else { n.to_string() };
     let chrome = Chrome {
         identity: &me,
         csrf: &csrf,
@@ -74,10 +69,10 @@ pub async fn runs(
     let body = html! {
         h1 { "Runs" }
         nav.chips aria-label="status" {
-            a class=(if query.status.is_empty() { "on" } else { "" }) href=(link(&|q| q.status.clear())) { "all " (if capped { format!("{total}+") } else { total.to_string() }) }
-            @for (status, n) in &counts {
+            a class=(if query.status.is_empty() { "on" } else { "" }) href=(link(&|q| q.status.clear())) { "all " (count(total, capped)) }
+            @for (status, n, more) in &counts {
                 a class=(if query.status.eq_ignore_ascii_case(status.as_str()) { "on" } else { "" })
-                  href=(link(&|q| q.status = status.as_str().into())) { (view::badge(*status)) " " (count(*n)) }
+                  href=(link(&|q| q.status = status.as_str().into())) { (view::badge(*status)) " " (count(*n, *more)) }
             }
         }
         form.filters method="get" action="/runs" {
