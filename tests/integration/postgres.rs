@@ -11,12 +11,13 @@ use serde_json::Value;
 
 use crate::support::*;
 
-const RUN_FIELDS: [&str; 19] = [
+const RUN_FIELDS: [&str; 20] = [
     "id",
     "backup_type",
     "target",
     "status",
     "trigger",
+    "triggered_by",
     "scheduled_for",
     "task_id",
     "attempt",
@@ -370,7 +371,7 @@ fn history_can_live_in_postgresql() {
     ));
     let first = sandbox.cli(&["migrate"]).success();
     assert!(
-        first.stdout.contains("4 migration(s) applied"),
+        first.stdout.contains("5 migration(s) applied"),
         "{}",
         first.stdout
     );

@@ -11,8 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ConfigError,
-    error::{check_range, invalid},
+    error::{ConfigError, check_range, invalid},
     values::serialize_secret,
 };
 use crate::redact;

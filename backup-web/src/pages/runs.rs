@@ -39,12 +39,31 @@ pub async fn runs(
     // One more than a page: whether there is an older page.
     let mut page_filter = filter.clone();
     page_filter.limit = filter.limit + 1;
-    let (runs, counts) =
-        match tokio::try_join!(history.list(&page_filter), history.status_counts(&filter)) {
-            Ok(found) => found,
-            Err(e) => return view::internal("listing runs", &e),
-        };
+    let runs = match history.list(&page_filter).await {
+        Ok(runs) => runs,
+        Err(e) => return view::internal("listing runs", &e),
+    };
     let more = runs.len() as i64 > filter.limit;
+    // When one page holds every match (no status filter, no cursor), the
+    // counts are the page's own: no second pass (a search that matches
+    // little or nothing reads the rows once).
+    let counts = if filter.status.is_none() && filter.before.is_none() && !more {
+        RunStatus::ALL
+            .iter()
+            .map(|s| {
+                (
+                    *s,
+                    runs.iter().filter(|r| r.status == *s).count() as i64,
+                    false,
+                )
+            })
+            .collect()
+    } else {
+        match history.status_counts(&filter).await {
+            Ok(counts) => counts,
+            Err(e) => return view::internal("counting runs", &e),
+        }
+    };
     let runs = &runs[..runs.len().min(filter.limit as usize)];
     let targets: Vec<String> = settings
         .targets(&[BackupType::Database, BackupType::Media], None)
