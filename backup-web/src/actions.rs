@@ -193,29 +193,7 @@ pub async fn verify(
     Extension(csrf): Extension<Csrf>,
     Form(form): Form<RunForm>,
 ) -> Response {
-    if let Some(refusal) = refused(&me, &csrf, &form.csrf) {
-        return refusal;
-    }
-    let web = state.web();
-    let id = match run_with_artifact(web, &form.run).await {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    audit(web, &me, "verify", &format!("run {id}")).await;
-    let ctx = web.ctx.clone();
-    tokio::spawn(async move {
-        match restore::verify(&ctx, &Scope::Run(id), None).await {
-            Ok(results) => {
-                for r in results {
-                    tracing::info!(run = id, ok = r.ok, detail = %r.detail, "verification from the dashboard");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(run = id, error = %e, "verification from the dashboard failed")
-            }
-        }
-    });
-    Redirect::to(&format!("/runs/{id}")).into_response()
+    on_run(&state, &me, &csrf, &form, "verify", verify_run).await
 }
 
 pub async fn drill(
@@ -224,7 +202,23 @@ pub async fn drill(
     Extension(csrf): Extension<Csrf>,
     Form(form): Form<RunForm>,
 ) -> Response {
-    if let Some(refusal) = refused(&me, &csrf, &form.csrf) {
+    on_run(&state, &me, &csrf, &form, "drill", drill_run).await
+}
+
+/// Runs `work` on the form's run in the background (after the checks and
+/// the audit record), and shows the run.
+async fn on_run<F>(
+    state: &AppState,
+    me: &Identity,
+    csrf: &Csrf,
+    form: &RunForm,
+    action: &str,
+    work: fn(Context, i64) -> F,
+) -> Response
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    if let Some(refusal) = refused(me, csrf, &form.csrf) {
         return refusal;
     }
     let web = state.web();
@@ -232,10 +226,21 @@ pub async fn drill(
         Ok(id) => id,
         Err(r) => return r,
     };
-    audit(web, &me, "drill", &format!("run {id}")).await;
-    let ctx = web.ctx.clone();
-    tokio::spawn(drill_run(ctx, id));
+    audit(web, me, action, &format!("run {id}")).await;
+    tokio::spawn(work(web.ctx.clone(), id));
     Redirect::to(&format!("/runs/{id}")).into_response()
+}
+
+/// Verifies the run's artifact; the outcome is kept on the run.
+async fn verify_run(ctx: Context, id: i64) {
+    match restore::verify(&ctx, &Scope::Run(id), None).await {
+        Ok(results) => {
+            for r in results {
+                tracing::info!(run = id, ok = r.ok, detail = %r.detail, "verification from the dashboard");
+            }
+        }
+        Err(e) => tracing::warn!(run = id, error = %e, "verification from the dashboard failed"),
+    }
 }
 
 /// Verifies the run's artifact, then drills its restore into the scratch
