@@ -303,6 +303,14 @@ pub async fn identify(
     mut req: Request,
     next: Next,
 ) -> Response {
+    // Open health and metrics never look at credentials: a scraper that
+    // sends a bearer token of its own (a Kubernetes service account's,
+    // say) must not be refused or locked out.
+    let path = req.uri().path();
+    let open_health = (path == "/healthz" || path == "/metrics") && !state.protect_health();
+    if !state.dashboard_enabled() || open_health {
+        return next.run(req).await;
+    }
     let auth = state.auth();
     let peer = peer(&req);
     let headers = req.headers().clone();

@@ -57,9 +57,14 @@ fn tokens_roles_and_csrf_guard_the_api_and_the_forms() {
     assert_security_headers(&page);
     assert_eq!(get("/api/runs", None).status, 401);
     assert_eq!(get("/api/runs", Some(&bearer("wrong-token"))).status, 401);
-    // Health and metrics stay open for probes and Prometheus.
+    // Health and metrics stay open for probes and Prometheus, whatever
+    // token a scraper sends.
     assert_eq!(get("/healthz", None).status, 200);
     assert_eq!(get("/metrics", None).status, 200);
+    assert_eq!(
+        get("/metrics", Some(&bearer("a-service-account-token"))).status,
+        200
+    );
 
     // A viewer token reads, and may not trigger.
     let viewer = bearer(VIEWER_TOKEN);
