@@ -226,9 +226,11 @@ def run(opts, cli, start_worker, stop_worker, free_port, psql, log) -> list[Back
 def report(results: list[Backend], opts, reproduce: str) -> list[str]:
     requests = 20 if opts.quick else 200
     lines = ["### Dashboard", ""]
+    alone = "bash bench/run.sh --only dashboard"
+    also = f" (or `{alone}`)" if reproduce != alone else ""
     lines.append(f"Run on {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"
                  f"{' in **quick mode** (figures mean nothing)' if opts.quick else ''}, "
-                 f"{os.cpu_count()} cores; reproduce: `{reproduce}` (or `bash bench/run.sh --only dashboard`).")
+                 f"{os.cpu_count()} cores; reproduce: `{reproduce}`{also}.")
     lines.append("")
     lines.append(
         f"`backup-worker` in single-process mode with the dashboard on, {results[0].runs:,} runs of "

@@ -142,9 +142,14 @@ impl History {
         };
         let pool = match url {
             HistoryUrl::Sqlite(path) => {
+                // A small page cache per connection (SQLite's default is
+                // 2 MiB, kept for the life of each pooled connection): the
+                // OS caches the file anyway, and an idle worker stays small
+                // after the dashboard has paged through a long history.
                 let options = SqliteConnectOptions::new()
                     .filename(path)
-                    .busy_timeout(Duration::from_secs(30));
+                    .busy_timeout(Duration::from_secs(30))
+                    .pragma("cache_size", "-512");
                 let options = if read_only {
                     // Not SQLITE_OPEN_READONLY: such a connection cannot run
                     // the recovery a WAL left by an exited writer may need,
