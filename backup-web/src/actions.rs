@@ -5,7 +5,7 @@
 //! (streamed from storage, never held in memory).
 
 use axum::{
-    Extension, Form,
+    Form,
     body::Body,
     extract::{Path, Query, State},
     http::{StatusCode, header},
@@ -26,7 +26,7 @@ use maud::html;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    auth::{Csrf, Identity, Via, csrf_ok},
+    auth::{Csrf, Identity, Signed, Via, csrf_ok},
     state::{AppState, Web},
     view::{self, Chrome},
 };
@@ -146,8 +146,7 @@ pub struct TriggerForm {
 
 pub async fn trigger(
     State(state): State<AppState>,
-    Extension(me): Extension<Identity>,
-    Extension(csrf): Extension<Csrf>,
+    Signed { me, csrf }: Signed,
     Form(form): Form<TriggerForm>,
 ) -> Response {
     if let Some(refusal) = refused(&me, &csrf, &form.csrf) {
@@ -189,8 +188,7 @@ async fn run_with_artifact(web: &Web, run: &str) -> Result<i64, Response> {
 
 pub async fn verify(
     State(state): State<AppState>,
-    Extension(me): Extension<Identity>,
-    Extension(csrf): Extension<Csrf>,
+    Signed { me, csrf }: Signed,
     Form(form): Form<RunForm>,
 ) -> Response {
     on_run(&state, &me, &csrf, &form, "verify", verify_run).await
@@ -198,8 +196,7 @@ pub async fn verify(
 
 pub async fn drill(
     State(state): State<AppState>,
-    Extension(me): Extension<Identity>,
-    Extension(csrf): Extension<Csrf>,
+    Signed { me, csrf }: Signed,
     Form(form): Form<RunForm>,
 ) -> Response {
     on_run(&state, &me, &csrf, &form, "drill", drill_run).await
@@ -281,8 +278,7 @@ pub struct CleanupQuery {
 
 pub async fn cleanup_preview(
     State(state): State<AppState>,
-    Extension(me): Extension<Identity>,
-    Extension(csrf): Extension<Csrf>,
+    Signed { me, csrf }: Signed,
     Query(q): Query<CleanupQuery>,
 ) -> Response {
     let web = state.web();
@@ -305,12 +301,7 @@ pub async fn cleanup_preview(
             .find(|e| e.action == "cleanup" && e.actor == me.actor),
         None => None,
     };
-    let chrome = Chrome {
-        identity: &me,
-        csrf: &csrf,
-        tz,
-        active: "/",
-    };
+    let chrome = Chrome::new(&me, &csrf, tz, "/");
     let body = html! {
         h1 { "Clean up old backup records" }
         @if let Some(done) = &done {
@@ -343,8 +334,7 @@ pub struct CleanupForm {
 
 pub async fn cleanup(
     State(state): State<AppState>,
-    Extension(me): Extension<Identity>,
-    Extension(csrf): Extension<Csrf>,
+    Signed { me, csrf }: Signed,
     Form(form): Form<CleanupForm>,
 ) -> Response {
     if let Some(refusal) = refused(&me, &csrf, &form.csrf) {
@@ -385,8 +375,7 @@ pub struct CsrfForm {
 
 pub async fn pause(
     State(state): State<AppState>,
-    Extension(me): Extension<Identity>,
-    Extension(csrf): Extension<Csrf>,
+    Signed { me, csrf }: Signed,
     Path(name): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
@@ -395,8 +384,7 @@ pub async fn pause(
 
 pub async fn resume(
     State(state): State<AppState>,
-    Extension(me): Extension<Identity>,
-    Extension(csrf): Extension<Csrf>,
+    Signed { me, csrf }: Signed,
     Path(name): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
@@ -451,7 +439,7 @@ pub struct DownloadQuery {
 /// agrees with it; anything else is "not found".
 pub async fn download(
     State(state): State<AppState>,
-    Extension(me): Extension<Identity>,
+    Signed { me, .. }: Signed,
     Query(q): Query<DownloadQuery>,
 ) -> Response {
     if !me.is_operator() {

@@ -3,7 +3,7 @@
 //! the overview's data, and triggering backups.
 
 use axum::{
-    Extension, Json,
+    Json,
     body::Bytes,
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::{
     actions::{StartError, start_backups},
-    auth::{Csrf, Identity, Via, csrf_ok},
+    auth::{Signed, Via, csrf_ok},
     data::{self, RunQuery},
     state::AppState,
 };
@@ -77,8 +77,7 @@ pub struct TriggerParams {
 /// browser session must send its CSRF token in `X-CSRF-Token`.
 pub async fn trigger(
     State(state): State<AppState>,
-    Extension(me): Extension<Identity>,
-    Extension(csrf): Extension<Csrf>,
+    Signed { me, csrf }: Signed,
     Path(kind): Path<String>,
     Query(params): Query<TriggerParams>,
     headers: HeaderMap,

@@ -25,8 +25,8 @@ use std::{
 
 use axum::{
     Form,
-    extract::{ConnectInfo, Query, Request, State},
-    http::{HeaderMap, StatusCode, header},
+    extract::{ConnectInfo, FromRequestParts, Query, Request, State},
+    http::{HeaderMap, StatusCode, header, request::Parts},
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
 };
@@ -89,6 +89,27 @@ impl Identity {
 /// The CSRF token of this browser (from its cookie, or new).
 #[derive(Debug, Clone)]
 pub struct Csrf(pub String);
+
+/// What every signed-in handler takes: who asks, and their form token
+/// (both set by [`identify`], which runs before any page or action).
+pub struct Signed {
+    pub me: Identity,
+    pub csrf: Csrf,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
+        let me = parts.extensions.get::<Identity>().cloned();
+        let csrf = parts.extensions.get::<Csrf>().cloned();
+        match (me, csrf) {
+            (Some(me), Some(csrf)) => Ok(Self { me, csrf }),
+            // A route mounted outside `identify`: a bug, never a way in.
+            _ => Err(StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+        }
+    }
+}
 
 /// The sign-in setup, from `[dashboard]`.
 pub struct Auth {

@@ -27,6 +27,17 @@ pub struct Chrome<'a> {
     pub active: &'static str,
 }
 
+impl<'a> Chrome<'a> {
+    pub fn new(identity: &'a Identity, csrf: &'a Csrf, tz: Tz, active: &'static str) -> Self {
+        Self {
+            identity,
+            csrf,
+            tz,
+            active,
+        }
+    }
+}
+
 /// A full page with navigation.
 pub fn page(title: &str, chrome: &Chrome<'_>, body: Markup) -> Response {
     let nav = [
@@ -36,48 +47,52 @@ pub fn page(title: &str, chrome: &Chrome<'_>, body: Markup) -> Response {
         ("/artifacts", "Artifacts"),
     ];
     let who = chrome.identity;
-    let markup = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · backups" }
-                link rel="stylesheet" href="/static/app.css";
-                script src="/static/live.js" defer {}
-            }
-            body {
-                header.top {
-                    a.brand href="/" { "backups" }
-                    nav {
-                        @for (href, label) in nav {
-                            @if chrome.active == href {
-                                a.active href=(href) aria-current="page" { (label) }
-                            } @else {
-                                a href=(href) { (label) }
-                            }
-                        }
-                    }
-                    div.who {
-                        span.user title=(who.actor) { (who.name) " · " (who.role.as_str()) }
-                        @if who.via == crate::auth::Via::Session {
-                            form method="post" action="/logout" {
-                                input type="hidden" name="csrf" value=(chrome.csrf.0);
-                                button.link type="submit" { "Sign out" }
-                            }
+    document(
+        title,
+        true,
+        html! {
+            header.top {
+                a.brand href="/" { "backups" }
+                nav {
+                    @for (href, label) in nav {
+                        @if chrome.active == href {
+                            a.active href=(href) aria-current="page" { (label) }
+                        } @else {
+                            a href=(href) { (label) }
                         }
                     }
                 }
-                main { (body) }
-                footer { "Times in " (chrome.tz.name()) }
+                div.who {
+                    span.user title=(who.actor) { (who.name) " · " (who.role.as_str()) }
+                    @if who.via == crate::auth::Via::Session {
+                        form method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(chrome.csrf.0);
+                            button.link type="submit" { "Sign out" }
+                        }
+                    }
+                }
             }
-        }
-    };
-    Html(markup.into_string()).into_response()
+            main { (body) }
+            footer { "Times in " (chrome.tz.name()) }
+        },
+    )
 }
 
 /// A page without navigation (sign-in, errors).
 pub fn bare(title: &str, body: Markup) -> Response {
+    document(
+        title,
+        false,
+        html! {
+            header.top { a.brand href="/" { "backups" } }
+            main { (body) }
+        },
+    )
+}
+
+/// The HTML document around a page's body; `live` loads the script that
+/// refreshes `[data-live]` parts.
+fn document(title: &str, live: bool, body: Markup) -> Response {
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
@@ -86,11 +101,9 @@ pub fn bare(title: &str, body: Markup) -> Response {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · backups" }
                 link rel="stylesheet" href="/static/app.css";
+                @if live { script src="/static/live.js" defer {} }
             }
-            body {
-                header.top { a.brand href="/" { "backups" } }
-                main { (body) }
-            }
+            body { (body) }
         }
     };
     Html(markup.into_string()).into_response()

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use axum::{
-    Extension,
     extract::State,
     response::{IntoResponse, Response},
 };
@@ -14,16 +13,12 @@ use chrono::Utc;
 use maud::html;
 
 use crate::{
-    auth::{Csrf, Identity},
+    auth::Signed,
     state::AppState,
     view::{self, Chrome},
 };
 
-pub async fn artifacts(
-    State(state): State<AppState>,
-    Extension(me): Extension<Identity>,
-    Extension(csrf): Extension<Csrf>,
-) -> Response {
+pub async fn artifacts(State(state): State<AppState>, Signed { me, csrf }: Signed) -> Response {
     let web = state.web();
     let tz = web.ctx.settings.timezone.0;
     let now = Utc::now();
@@ -59,12 +54,7 @@ pub async fn artifacts(
         }
     }
     groups.sort_by(|a, b| a.0.cmp(&b.0));
-    let chrome = Chrome {
-        identity: &me,
-        csrf: &csrf,
-        tz,
-        active: "/artifacts",
-    };
+    let chrome = Chrome::new(&me, &csrf, tz, "/artifacts");
     let body = html! {
         h1 { "Artifacts" }
         p.muted { "Storage: " code { (web.ctx.storage.url().to_string()) } }

@@ -1,7 +1,6 @@
 //! The overview: a tile per target, and the state of the workers.
 
 use axum::{
-    Extension,
     extract::State,
     response::{IntoResponse, Response},
 };
@@ -10,17 +9,13 @@ use chrono::Utc;
 use maud::{Markup, html};
 
 use crate::{
-    auth::{Csrf, Identity},
+    auth::{Csrf, Identity, Signed},
     data::{self, STRIP, TargetStatus},
     state::AppState,
     view::{self, Chrome},
 };
 
-pub async fn overview(
-    State(state): State<AppState>,
-    Extension(me): Extension<Identity>,
-    Extension(csrf): Extension<Csrf>,
-) -> Response {
+pub async fn overview(State(state): State<AppState>, Signed { me, csrf }: Signed) -> Response {
     let web = state.web();
     let now = Utc::now();
     let tz = web.ctx.settings.timezone.0;
@@ -29,12 +24,7 @@ pub async fn overview(
         Err(e) => return view::internal("the overview", &e),
     };
     let audit = web.ctx.history.audit_entries(10).await.unwrap_or_default();
-    let chrome = Chrome {
-        identity: &me,
-        csrf: &csrf,
-        tz,
-        active: "/",
-    };
+    let chrome = Chrome::new(&me, &csrf, tz, "/");
     let body = html! {
         h1 { "Overview" }
         @if !overview.scheduled_backups {

@@ -2,7 +2,6 @@
 //! counts per status and keyset pages) and one run in full.
 
 use axum::{
-    Extension,
     extract::{Path, Query, State},
     response::{IntoResponse, Response},
 };
@@ -15,7 +14,7 @@ use chrono::Utc;
 use maud::{Markup, html};
 
 use crate::{
-    auth::{Csrf, Identity},
+    auth::{Csrf, Signed},
     data::{RunQuery, cursor_text},
     state::AppState,
     view::{self, Chrome},
@@ -23,8 +22,7 @@ use crate::{
 
 pub async fn runs(
     State(state): State<AppState>,
-    Extension(me): Extension<Identity>,
-    Extension(csrf): Extension<Csrf>,
+    Signed { me, csrf }: Signed,
     Query(query): Query<RunQuery>,
 ) -> Response {
     let web = state.web();
@@ -79,12 +77,7 @@ pub async fn runs(
     let total: i64 = counts.iter().map(|(_, n, _)| n).sum();
     let capped = counts.iter().any(|(_, _, more)| *more);
     let count = |n: i64, more: bool| if more { format!("{n}+") } else { n.to_string() };
-    let chrome = Chrome {
-        identity: &me,
-        csrf: &csrf,
-        tz,
-        active: "/runs",
-    };
+    let chrome = Chrome::new(&me, &csrf, tz, "/runs");
     let body = html! {
         h1 { "Runs" }
         nav.chips aria-label="status" {
@@ -196,8 +189,7 @@ fn short(text: &str, max: usize) -> String {
 
 pub async fn run(
     State(state): State<AppState>,
-    Extension(me): Extension<Identity>,
-    Extension(csrf): Extension<Csrf>,
+    Signed { me, csrf }: Signed,
     Path(id): Path<String>,
 ) -> Response {
     let Ok(id) = id.parse::<i64>() else {
@@ -226,12 +218,7 @@ pub async fn run(
             .map_err(|e| e.to_string()),
         None => Ok(None),
     };
-    let chrome = Chrome {
-        identity: &me,
-        csrf: &csrf,
-        tz,
-        active: "/runs",
-    };
+    let chrome = Chrome::new(&me, &csrf, tz, "/runs");
     let opt_time =
         |t: Option<chrono::DateTime<Utc>>| t.map_or("-".to_string(), |t| view::time(t, tz));
     let body = html! {

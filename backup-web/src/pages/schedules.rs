@@ -3,7 +3,6 @@
 //! config stays the source of cron expressions and targets).
 
 use axum::{
-    Extension,
     extract::State,
     response::{IntoResponse, Response},
 };
@@ -12,16 +11,12 @@ use chrono::Utc;
 use maud::html;
 
 use crate::{
-    auth::{Csrf, Identity},
+    auth::Signed,
     state::AppState,
     view::{self, Chrome},
 };
 
-pub async fn schedules(
-    State(state): State<AppState>,
-    Extension(me): Extension<Identity>,
-    Extension(csrf): Extension<Csrf>,
-) -> Response {
+pub async fn schedules(State(state): State<AppState>, Signed { me, csrf }: Signed) -> Response {
     let web = state.web();
     let settings = &web.ctx.settings;
     let tz = settings.timezone.0;
@@ -46,12 +41,7 @@ pub async fn schedules(
             .and_then(|r| r.into_iter().next());
         last_runs.push(last);
     }
-    let chrome = Chrome {
-        identity: &me,
-        csrf: &csrf,
-        tz,
-        active: "/schedules",
-    };
+    let chrome = Chrome::new(&me, &csrf, tz, "/schedules");
     let body = html! {
         h1 { "Schedules" }
         @if !drift.is_empty() {
