@@ -2,6 +2,7 @@
 
 use std::{
     io::{BufRead, IsTerminal, Write},
+    path::PathBuf,
     process::ExitCode,
 };
 
@@ -35,10 +36,31 @@ pub enum Command {
     },
 }
 
+/// The age identity an encrypted artifact is opened with.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IdentityArg {
+    /// age identity file (`age-keygen -o FILE`) that opens encrypted
+    /// artifacts; default: encryption.identity_file.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
+}
+
+impl IdentityArg {
+    /// `settings` with this identity, when one was given.
+    pub fn apply(&self, mut settings: Settings) -> Settings {
+        if let Some(file) = &self.identity {
+            settings.encryption.identity_file = Some(file.clone());
+        }
+        settings
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct DatabaseArgs {
     #[command(flatten)]
     request: DatabaseRequest,
+    #[command(flatten)]
+    identity: IdentityArg,
     /// Print the restore record as JSON.
     #[arg(long)]
     json: bool,
@@ -48,12 +70,19 @@ pub struct DatabaseArgs {
 pub struct MediaArgs {
     #[command(flatten)]
     request: MediaRequest,
+    #[command(flatten)]
+    identity: IdentityArg,
     /// Print the restore record as JSON.
     #[arg(long)]
     json: bool,
 }
 
 pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+    let settings = match &cmd {
+        Command::Database(args) => args.identity.apply(settings),
+        Command::Media(args) => args.identity.apply(settings),
+        Command::List { .. } => settings,
+    };
     let ctx = Context::open(settings).await?;
     match cmd {
         Command::Database(args) => database(&ctx, args).await,

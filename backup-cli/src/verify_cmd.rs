@@ -10,19 +10,24 @@ use backup_core::{
     restore::{self, Verified, VerifyRequest},
 };
 
-use crate::output::{self, outln};
+use crate::{
+    output::{self, outln},
+    restore_cmd::IdentityArg,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     request: VerifyRequest,
+    #[command(flatten)]
+    identity: IdentityArg,
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
 }
 
 pub async fn run(args: Args, settings: Settings) -> anyhow::Result<ExitCode> {
-    let ctx = Context::open(settings).await?;
+    let ctx = Context::open(args.identity.apply(settings)).await?;
     let request = &args.request;
     let results = restore::verify(&ctx, &request.scope(), request.target.as_deref()).await?;
     if request.restore_test {

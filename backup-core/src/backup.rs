@@ -11,12 +11,13 @@ use crate::{
     Error,
     config::Target,
     context::Context,
+    crypt::Sealer,
     engine::{self, Source},
     history::{BackupRun, NewRun, Outcome},
     model::{Trigger, one_line},
     pipeline::{self, Progress},
     retention,
-    storage::{self, Manifest},
+    storage::{self, Encryption, Manifest},
 };
 
 /// Why and how a run is started.
@@ -181,10 +182,17 @@ async fn execute(
         Target::Media(t) => engine::media::prepare(t, &settings.media_backup.exclude).await?,
     };
     let codec = settings.compression.algorithm;
-    let extension = match codec.extension() {
+    let mut extension = match codec.extension() {
         Some(c) => format!("{extension}.{c}"),
         None => extension.to_string(),
     };
+    let sealer = Sealer::from_settings(&settings.encryption).map_err(|source| Error::Io {
+        context: "starting encryption".into(),
+        source,
+    })?;
+    if sealer.is_some() {
+        extension.push_str(Encryption::SUFFIX);
+    }
     let key = storage::artifact_key(
         target.backup_type(),
         target.name(),
@@ -193,7 +201,9 @@ async fn execute(
         &extension,
     );
     let writer = ctx.storage.writer(&key).await?;
-    let (stats, written) = pipeline::run(producer, &settings.compression, writer, progress).await?;
+    let encryption = sealer.as_ref().map(Sealer::manifest_entry);
+    let (stats, written) =
+        pipeline::run(producer, &settings.compression, sealer, writer, progress).await?;
     for warning in &stats.warnings {
         tracing::warn!("{warning}");
     }
@@ -214,6 +224,7 @@ async fn execute(
         files: stats.files,
         started_at: run.started_at,
         created_at: Utc::now(),
+        encryption,
     };
     if let Err(e) = ctx.storage.write_manifest(&manifest).await {
         // Without its manifest the artifact is not a backup: take it away.

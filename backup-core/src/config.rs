@@ -8,6 +8,7 @@
 //! ([`values`]).
 
 pub mod dashboard;
+pub mod encryption;
 pub mod error;
 mod overrides;
 pub mod sections;
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::{
     dashboard::{DashboardSettings, DashboardToken, DashboardUser, ProxyNet, Role, TrustedHeader},
+    encryption::EncryptionSettings,
     error::{CONFIG_ENV, ConfigError},
     sections::{
         CompressionSettings, HistorySettings, HttpSettings, QueueSettings, RetrySettings,
@@ -88,6 +90,8 @@ pub struct Settings {
     pub storage: StorageSettings,
     /// How artifacts are compressed.
     pub compression: CompressionSettings,
+    /// Whether and to whom artifacts are encrypted (age).
+    pub encryption: EncryptionSettings,
     /// Paths of external dump tools.
     pub tools: ToolSettings,
     /// The Redis job queue the workers share; absent means single-process.
@@ -133,6 +137,7 @@ impl Default for Settings {
             history: HistorySettings::default(),
             storage: StorageSettings::default(),
             compression: CompressionSettings::default(),
+            encryption: EncryptionSettings::default(),
             tools: ToolSettings::default(),
             queue: None,
             smtp: None,
@@ -240,6 +245,7 @@ impl Settings {
         self.history.validate(base);
         self.storage.validate(base)?;
         self.compression.validate()?;
+        self.encryption.validate(base)?;
         self.tools.validate(base);
         if let Some(queue) = &self.queue {
             queue.validate()?;
@@ -291,6 +297,7 @@ impl Settings {
             }
         }
         self.dashboard.register_secrets();
+        self.encryption.register_secrets();
         for hook in &self.webhooks {
             redact::register_url(hook.url.expose_secret(), true);
         }

@@ -32,6 +32,7 @@ pub mod backup;
 pub mod compress;
 pub mod config;
 pub mod context;
+pub mod crypt;
 pub mod engine;
 pub mod error;
 pub mod health;

@@ -1,4 +1,5 @@
-//! The streaming path of a backup: source -> compression -> sha256 -> storage.
+//! The streaming path of a backup: source -> compression -> encryption
+//! (age, when configured) -> sha256 -> storage.
 //!
 //! The source and the compressor run on one blocking thread (both are
 //! synchronous and CPU-bound; zstd compresses on its own worker threads).
@@ -24,6 +25,7 @@ use crate::{
     Error,
     compress::Compressor,
     config::CompressionSettings,
+    crypt::Sealer,
     engine::source::{EngineError, Producer},
     storage::ArtifactWriter,
 };
@@ -60,7 +62,9 @@ pub struct Written {
     pub source_bytes: u64,
 }
 
-/// Streams `producer`'s output through compression and hashing into `writer`.
+/// Streams `producer`'s output through compression, encryption (with a
+/// `sealer`) and hashing into `writer`. Plaintext never leaves the
+/// process: the sealer encrypts in memory before a byte goes to storage.
 ///
 /// The artifact is committed (`close`) only after the producer reported
 /// success, which for dump tools means after their exit status was checked;
@@ -72,6 +76,7 @@ pub struct Written {
 pub async fn run<T: Send + 'static>(
     producer: Producer<T>,
     compression: &CompressionSettings,
+    sealer: Option<Sealer>,
     mut writer: ArtifactWriter,
     progress: Progress,
 ) -> Result<(T, Written), Error> {
@@ -83,6 +88,13 @@ pub async fn run<T: Send + 'static>(
             buf: pool.take(),
             pool,
             tx,
+        };
+        let sink = match &sealer {
+            Some(sealer) => Sealed::Age(sealer.seal(sink).map_err(|source| Error::Io {
+                context: "starting encryption".into(),
+                source,
+            })?),
+            None => Sealed::Plain(sink),
         };
         let mut encoder = Compressor::new(
             compression.algorithm,
@@ -102,6 +114,7 @@ pub async fn run<T: Send + 'static>(
         let source_bytes = counting.progress.bytes();
         encoder
             .finish()
+            .and_then(Sealed::finish)
             .and_then(ChunkSink::finish)
             .map_err(EngineError::Output)?;
         Ok::<_, Error>((value, source_bytes))
@@ -180,6 +193,38 @@ impl<W: Write> Write for Counting<'_, W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// The compressor's output: encrypted on its way to the chunks, or not.
+enum Sealed {
+    Age(age::stream::StreamWriter<ChunkSink>),
+    Plain(ChunkSink),
+}
+
+impl Sealed {
+    /// Writes the last encrypted chunk and returns the chunk sink.
+    fn finish(self) -> io::Result<ChunkSink> {
+        match self {
+            Sealed::Age(w) => w.finish(),
+            Sealed::Plain(sink) => Ok(sink),
+        }
+    }
+}
+
+impl Write for Sealed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sealed::Age(w) => w.write(buf),
+            Sealed::Plain(sink) => sink.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sealed::Age(w) => w.flush(),
+            Sealed::Plain(sink) => sink.flush(),
+        }
     }
 }
 

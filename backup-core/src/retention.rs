@@ -82,6 +82,7 @@ mod tests {
             files: None,
             started_at: t,
             created_at: t,
+            encryption: None,
         }
     }
 

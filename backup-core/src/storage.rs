@@ -19,7 +19,7 @@ use tokio::sync::OnceCell;
 
 pub use self::{
     error::StorageError,
-    manifest::{ArtifactKey, MANIFEST_SUFFIX, Manifest, artifact_key},
+    manifest::{ArtifactKey, Encryption, MANIFEST_SUFFIX, Manifest, artifact_key},
 };
 use self::{
     error::op_err,

@@ -6,6 +6,7 @@ mod bench;
 mod browser;
 mod config;
 mod dashboard;
+mod encryption;
 mod history;
 mod hostile;
 mod layout;

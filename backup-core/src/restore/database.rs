@@ -8,7 +8,7 @@ use super::{
     error::RestoreError,
     find::{Found, Which, find},
     record::{RestoreReport, record},
-    stream::stream_artifact,
+    stream::{check_opens, stream_artifact},
 };
 use crate::{
     Error,
@@ -92,6 +92,7 @@ pub async fn plan_database(
         &request.which.pick(),
     )
     .await?;
+    check_opens(ctx, &manifest).await?;
     let destination = match &request.into {
         Some(url) => {
             let mut source = DatabaseSource::parse(url).map_err(RestoreError::Refused)?;

@@ -11,6 +11,7 @@ use super::{
     error::RestoreError,
     find::{Pick, find},
     record::{RestoreReport, record},
+    stream::check_opens,
     verify::Verified,
 };
 use crate::{
@@ -57,6 +58,7 @@ pub async fn drill(
         ))
         .into());
     }
+    check_opens(ctx, manifest).await?;
     match scratch {
         DatabaseSource::Postgres(db) => postgres::create_database(db).await?,
         DatabaseSource::Mysql(db) => mysql::create_database(db).await?,

@@ -18,4 +18,18 @@ pub enum RestoreError {
         /// What differs.
         what: String,
     },
+    /// The artifact is encrypted and no identity is configured.
+    #[error(
+        "artifact {key} is encrypted with age (to {to}); give the identity that opens it: \
+         --identity FILE, encryption.identity_file or BACKUP__ENCRYPTION__IDENTITY_FILE"
+    )]
+    NoIdentity {
+        /// The artifact's key.
+        key: String,
+        /// Whom it is encrypted to.
+        to: String,
+    },
+    /// The identity cannot be read, or does not open the artifact.
+    #[error("{0}")]
+    Identity(String),
 }

@@ -13,7 +13,7 @@ use super::{
     error::RestoreError,
     find::{Found, Which, find},
     record::{RestoreReport, record},
-    stream::stream_artifact,
+    stream::{check_opens, stream_artifact},
 };
 use crate::{
     Error,
@@ -69,6 +69,7 @@ pub async fn plan_media(ctx: &Context, request: &MediaRequest) -> Result<MediaPl
         &request.which.pick(),
     )
     .await?;
+    check_opens(ctx, &manifest).await?;
     let to = &request.to;
     let to = std::path::absolute(to).map_err(|e| Error::Io {
         context: format!("resolving {}", to.display()),

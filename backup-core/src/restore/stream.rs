@@ -26,6 +26,7 @@ use crate::{
     Error,
     compress::{self, Codec},
     context::Context,
+    crypt::Opener,
     pipeline::Progress,
     storage::Manifest,
 };
@@ -101,6 +102,8 @@ pub async fn stream_artifact<T: Send + 'static>(
     // Storage reads 512 KiB pieces two ahead (S3: one GET's small frames);
     // with one held back and two here, a restore holds about 3 MiB of
     // artifact whatever its size.
+    let opener = opener_of(ctx, manifest)?;
+    let key = manifest.artifact.clone();
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(2);
     let count = Arc::new(AtomicU64::new(0));
     let counted = count.clone();
@@ -109,6 +112,10 @@ pub async fn stream_artifact<T: Send + 'static>(
             rx,
             chunk: Bytes::new(),
             failed: None,
+        };
+        let reader: Box<dyn Read + Send> = match opener {
+            Some(opener) => opener.open(&key, reader)?,
+            None => Box::new(reader),
         };
         let decoder = compress::decoder(codec, reader).map_err(|e| Error::Io {
             context: "starting decompression".into(),
@@ -138,6 +145,64 @@ pub async fn stream_artifact<T: Send + 'static>(
     })?;
     pumped?;
     Ok((consumed?, count.load(Ordering::Relaxed)))
+}
+
+/// The identities that open `manifest`'s artifact, when it is encrypted.
+fn opener_of(ctx: &Context, manifest: &Manifest) -> Result<Option<Opener>, RestoreError> {
+    manifest
+        .encryption
+        .as_ref()
+        .map(|e| Opener::for_artifact(&ctx.settings.encryption, &manifest.artifact, e))
+        .transpose()
+}
+
+/// Before a restore touches its target: when the artifact is encrypted,
+/// checks that the configured identity opens it (from its first bytes), so
+/// a missing or wrong key is said at once and nothing is changed.
+///
+/// # Errors
+///
+/// [`RestoreError::NoIdentity`] or [`RestoreError::Identity`], else
+/// storage's error.
+pub(crate) async fn check_opens(ctx: &Context, manifest: &Manifest) -> Result<(), Error> {
+    let Some(opener) = opener_of(ctx, manifest)? else {
+        return Ok(());
+    };
+    // An age header is one line per recipient: 64 KiB holds the largest
+    // the manifest check admits.
+    const HEAD: usize = 64 << 10;
+    let mut stream = ctx.storage.read(&manifest.artifact).await?;
+    let mut head = Vec::new();
+    while head.len() < HEAD
+        && let Some(chunk) = stream.try_next().await?
+    {
+        head.extend_from_slice(&chunk);
+    }
+    drop(stream);
+    let key = manifest.artifact.clone();
+    tokio::task::spawn_blocking(move || opener.check_head(&key, &head))
+        .await
+        .map_err(|e| Error::Io {
+            context: "checking the identity".into(),
+            source: io::Error::other(e.to_string()),
+        })??;
+    Ok(())
+}
+
+/// Checks the stored bytes of `manifest`'s artifact (size and sha256)
+/// without decoding them: what verification can prove of an encrypted
+/// artifact without its identity.
+///
+/// # Errors
+///
+/// [`RestoreError::Damaged`] when they differ, else storage's error.
+pub async fn check_stored(ctx: &Context, manifest: &Manifest) -> Result<(), Error> {
+    let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(2);
+    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let pumped = pump(ctx, manifest, &tx).await;
+    drop(tx);
+    let _ = drain.await;
+    pumped
 }
 
 /// Sends the artifact's chunks, each one only after the next has been read,

@@ -11,7 +11,7 @@ use super::{
     archive::{Refusal, Rules, admit_entry},
     error::RestoreError,
     find::manifest_of,
-    stream::stream_artifact,
+    stream::{check_stored, stream_artifact},
 };
 use crate::{
     Error,
@@ -251,6 +251,21 @@ async fn check(ctx: &Context, key: &str) -> Result<(Manifest, String), Error> {
         Err(HistoryError::NotFound(_)) => false,
         Err(e) => return Err(e.into()),
     };
+    let history_too = if in_history { " and history" } else { "" };
+    if let Some(encryption) = &manifest.encryption
+        && !ctx.settings.encryption.can_decrypt()
+    {
+        check_stored(ctx, &manifest).await?;
+        return Ok((
+            manifest.clone(),
+            format!(
+                "{} bytes, sha256 matches the manifest{history_too}; encrypted with age (to {}): \
+                 its content is checked only with the identity (--identity FILE)",
+                manifest.size_bytes,
+                encryption.describe()
+            ),
+        ));
+    }
     let tools = ctx.settings.tools.clone();
     let engine = manifest.engine.clone();
     let key = manifest.artifact.clone();
@@ -268,9 +283,14 @@ async fn check(ctx: &Context, key: &str) -> Result<(Manifest, String), Error> {
     Ok((
         manifest.clone(),
         format!(
-            "{} bytes, sha256 matches the manifest{}; expands to {expanded} bytes ({}); {deep}",
+            "{} bytes, sha256 matches the manifest{history_too}; {}expands to {expanded} bytes \
+             ({}); {deep}",
             manifest.size_bytes,
-            if in_history { " and history" } else { "" },
+            if manifest.encryption.is_some() {
+                "decrypts and "
+            } else {
+                ""
+            },
             human_bytes(expanded)
         ),
     ))

@@ -44,6 +44,69 @@ pub struct Manifest {
     pub started_at: DateTime<Utc>,
     /// When the artifact was complete.
     pub created_at: DateTime<Utc>,
+    /// How the stored bytes are encrypted; absent: not encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
+}
+
+/// How an artifact is encrypted: manifest field `encryption`. Public keys
+/// only; never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Encryption {
+    /// Always [`Encryption::AGE`].
+    pub format: String,
+    /// The age public keys (`age1…`) it is encrypted to; empty with a
+    /// passphrase.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// Encrypted to a passphrase (age's scrypt) instead of keys.
+    #[serde(default)]
+    pub passphrase: bool,
+}
+
+impl Encryption {
+    /// The one format.
+    pub const AGE: &'static str = "age";
+    /// Suffix of encrypted artifacts' keys.
+    pub const SUFFIX: &'static str = ".age";
+
+    /// Whom it is encrypted to, for messages.
+    pub fn describe(&self) -> String {
+        if self.passphrase {
+            "a passphrase".into()
+        } else {
+            self.recipients.join(", ")
+        }
+    }
+
+    /// Checks what a manifest read from storage says.
+    fn check(&self) -> Result<(), String> {
+        if self.format != Self::AGE {
+            return Err(format!(
+                "it names encryption {:?}; only age is known",
+                self.format
+            ));
+        }
+        if self.passphrase != self.recipients.is_empty() {
+            return Err(
+                "its encryption names both or neither of recipients and a passphrase".into(),
+            );
+        }
+        if self.recipients.len() > crate::config::encryption::MAX_RECIPIENTS {
+            return Err(format!("it names {} recipients", self.recipients.len()));
+        }
+        for r in &self.recipients {
+            let plausible = r.len() <= 100
+                && r.starts_with("age1")
+                && r.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            if !plausible {
+                return Err("it names a recipient that is not an age public key".into());
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Manifest {
@@ -90,7 +153,12 @@ impl Manifest {
         if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(format!("its sha256 {:?} is not 64 hex digits", self.sha256));
         }
-        Ok(())
+        match (&self.encryption, artifact.ends_with(Encryption::SUFFIX)) {
+            (Some(e), true) => e.check(),
+            (None, false) => Ok(()),
+            (Some(_), false) => Err("it says encrypted, but its artifact is not named .age".into()),
+            (None, true) => Err("its artifact is named .age, but it says not encrypted".into()),
+        }
     }
 }
 

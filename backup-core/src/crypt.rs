@@ -1,0 +1,293 @@
+//! age encryption of artifacts: the stage after compression on the way to
+//! storage ([`Sealer`]), and before decompression on the way back
+//! ([`Opener`]). Encrypting needs only public keys; what is stored is a
+//! standard age file, so `age -d -i key.txt FILE | zstd -dc` reads it by
+//! hand.
+
+use std::{
+    io::{self, BufReader, Read, Write},
+    path::Path,
+    str::FromStr,
+};
+
+use secrecy::ExposeSecret;
+
+use crate::{config::EncryptionSettings, restore::error::RestoreError, storage::Encryption};
+
+/// How new artifacts are encrypted: built once per backup from
+/// `[encryption]`.
+#[derive(Clone)]
+pub struct Sealer {
+    recipients: Vec<age::x25519::Recipient>,
+    passphrase: Option<age::secrecy::SecretString>,
+}
+
+impl Sealer {
+    /// The sealer `[encryption]` asks for, or none when it is off.
+    ///
+    /// # Errors
+    ///
+    /// When a recipient does not parse (the config load checked them).
+    pub fn from_settings(settings: &EncryptionSettings) -> io::Result<Option<Self>> {
+        if !settings.enabled() {
+            return Ok(None);
+        }
+        let recipients = settings
+            .recipients
+            .iter()
+            .map(|r| {
+                age::x25519::Recipient::from_str(r)
+                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad age recipient"))
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let passphrase = settings
+            .passphrase
+            .as_ref()
+            .map(|p| age::secrecy::SecretString::from(p.expose_secret().to_owned()));
+        Ok(Some(Self {
+            recipients,
+            passphrase,
+        }))
+    }
+
+    /// What the manifest records: the public keys, never a secret.
+    pub fn manifest_entry(&self) -> Encryption {
+        Encryption {
+            format: Encryption::AGE.into(),
+            recipients: self.recipients.iter().map(ToString::to_string).collect(),
+            passphrase: self.passphrase.is_some(),
+        }
+    }
+
+    /// Starts encrypting into `output` (writes the age header). A fresh
+    /// file key per artifact.
+    ///
+    /// # Errors
+    ///
+    /// When `output` fails.
+    pub fn seal<W: Write>(&self, output: W) -> io::Result<age::stream::StreamWriter<W>> {
+        let encryptor = match &self.passphrase {
+            Some(p) => age::Encryptor::with_user_passphrase(p.clone()),
+            None => age::Encryptor::with_recipients(
+                self.recipients.iter().map(|r| r as &dyn age::Recipient),
+            )
+            .map_err(|e| io::Error::other(e.to_string()))?,
+        };
+        encryptor.wrap_output(output)
+    }
+}
+
+/// The identities a restore or verification decrypts an artifact with.
+pub struct Opener {
+    identities: Vec<Box<dyn age::Identity + Send + Sync>>,
+    /// Where they came from, for messages.
+    from: String,
+}
+
+impl Opener {
+    /// The identities `[encryption]` gives (`identity_file`, the
+    /// passphrase), for the encrypted artifact `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`RestoreError::NoIdentity`] when none is configured;
+    /// [`RestoreError::Identity`] when the file cannot be read or holds no
+    /// identity.
+    pub fn for_artifact(
+        settings: &EncryptionSettings,
+        key: &str,
+        encryption: &Encryption,
+    ) -> Result<Self, RestoreError> {
+        let mut identities: Vec<Box<dyn age::Identity + Send + Sync>> = Vec::new();
+        let mut from = Vec::new();
+        if let Some(file) = &settings.identity_file {
+            identities.extend(read_identity_file(file)?);
+            from.push(format!("identity file {}", file.display()));
+        }
+        if let Some(p) = &settings.passphrase {
+            identities.push(Box::new(age::scrypt::Identity::new(
+                age::secrecy::SecretString::from(p.expose_secret().to_owned()),
+            )));
+            from.push("encryption.passphrase".into());
+        }
+        if identities.is_empty() {
+            return Err(RestoreError::NoIdentity {
+                key: key.to_string(),
+                to: encryption.describe(),
+            });
+        }
+        Ok(Self {
+            identities,
+            from: from.join(" and "),
+        })
+    }
+
+    /// A reader of the plaintext of the age file `input`. Every chunk is
+    /// authenticated: a truncated or altered file is an error, never
+    /// plausible bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`RestoreError::Identity`] when no identity opens it, else what is
+    /// wrong with the file.
+    pub fn open<R: Read + Send + 'static>(
+        &self,
+        key: &str,
+        input: R,
+    ) -> Result<Box<dyn Read + Send>, RestoreError> {
+        let reader = BufReader::with_capacity(64 << 10, input);
+        let decryptor = age::Decryptor::new_buffered(reader).map_err(|e| self.refused(key, &e))?;
+        let plain = decryptor
+            .decrypt(self.identities.iter().map(|i| &**i as &dyn age::Identity))
+            .map_err(|e| self.refused(key, &e))?;
+        Ok(Box::new(plain))
+    }
+
+    /// Checks that these identities open the age file that starts with
+    /// `head` (its first bytes, header included), without reading on.
+    ///
+    /// # Errors
+    ///
+    /// As [`Opener::open`].
+    pub fn check_head(&self, key: &str, head: &[u8]) -> Result<(), RestoreError> {
+        let decryptor = age::Decryptor::new_buffered(head).map_err(|e| self.refused(key, &e))?;
+        decryptor
+            .decrypt(self.identities.iter().map(|i| &**i as &dyn age::Identity))
+            .map(|_| ())
+            .map_err(|e| self.refused(key, &e))
+    }
+
+    fn refused(&self, key: &str, e: &age::DecryptError) -> RestoreError {
+        let why = match e {
+            age::DecryptError::NoMatchingKeys | age::DecryptError::DecryptionFailed => format!(
+                "no identity from {} opens it (it is encrypted to other keys, or the \
+                 passphrase is wrong)",
+                self.from
+            ),
+            age::DecryptError::InvalidHeader
+            | age::DecryptError::InvalidMac
+            | age::DecryptError::UnknownFormat => {
+                "it is not a whole age file (its header is damaged)".into()
+            }
+            age::DecryptError::ExcessiveWork { .. } => {
+                "its passphrase work factor is beyond what this machine will try".into()
+            }
+            other => other.to_string(),
+        };
+        RestoreError::Identity(format!("artifact {key} cannot be decrypted: {why}"))
+    }
+}
+
+/// Identities of an age identity file. Its content is never echoed: a
+/// parse error names only the file.
+fn read_identity_file(
+    file: &Path,
+) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>, RestoreError> {
+    let bad =
+        |why: String| RestoreError::Identity(format!("identity file {}: {why}", file.display()));
+    let opened = std::fs::File::open(file).map_err(|e| bad(e.to_string()))?;
+    let parsed = age::IdentityFile::from_buffer(BufReader::new(opened))
+        .map_err(|_| bad("not an age identity file (as `age-keygen -o FILE` writes)".into()))?;
+    let identities = parsed
+        .into_identities()
+        .map_err(|_| bad("holds an identity this tool cannot use".into()))?;
+    if identities.is_empty() {
+        return Err(bad("holds no identity".into()));
+    }
+    Ok(identities)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EncryptionSettings;
+
+    fn settings_with(recipient: &str) -> EncryptionSettings {
+        EncryptionSettings {
+            recipients: vec![recipient.to_string()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn sealed_bytes_open_with_the_identity_and_nothing_else() {
+        let key = age::x25519::Identity::generate();
+        let other = age::x25519::Identity::generate();
+        let sealer = Sealer::from_settings(&settings_with(&key.to_public().to_string()))
+            .unwrap()
+            .unwrap();
+        let mut w = sealer.seal(Vec::new()).unwrap();
+        w.write_all(&vec![7u8; 300_000]).unwrap();
+        let sealed = w.finish().unwrap();
+        assert_eq!(
+            sealer.manifest_entry().recipients,
+            [key.to_public().to_string()]
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let write_key = |name: &str, id: &age::x25519::Identity| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, id.to_string().expose_secret()).unwrap();
+            path
+        };
+        let enc = sealer.manifest_entry();
+        let mut settings = EncryptionSettings {
+            identity_file: Some(write_key("right.txt", &key)),
+            ..Default::default()
+        };
+        let opener = Opener::for_artifact(&settings, "k", &enc).unwrap();
+        opener.check_head("k", &sealed[..1000]).unwrap();
+        let mut plain = Vec::new();
+        opener
+            .open("k", io::Cursor::new(sealed.clone()))
+            .unwrap()
+            .read_to_end(&mut plain)
+            .unwrap();
+        assert_eq!(plain, vec![7u8; 300_000]);
+
+        // Truncated: an error, not a short plaintext.
+        let mut out = Vec::new();
+        let cut = sealed[..sealed.len() - 100].to_vec();
+        assert!(
+            opener
+                .open("k", io::Cursor::new(cut))
+                .unwrap()
+                .read_to_end(&mut out)
+                .is_err()
+        );
+
+        settings.identity_file = Some(write_key("wrong.txt", &other));
+        let opener = Opener::for_artifact(&settings, "k", &enc).unwrap();
+        let err = opener.open("k", io::Cursor::new(sealed)).err().unwrap();
+        assert!(
+            err.to_string().contains("no identity from identity file"),
+            "{err}"
+        );
+
+        let none = Opener::for_artifact(&EncryptionSettings::default(), "k", &enc)
+            .err()
+            .unwrap();
+        assert!(matches!(none, RestoreError::NoIdentity { .. }), "{none}");
+    }
+
+    #[test]
+    fn a_garbage_identity_file_is_named_never_echoed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id.txt");
+        std::fs::write(&path, "hunter2-not-a-key\n").unwrap();
+        let settings = EncryptionSettings {
+            identity_file: Some(path),
+            ..Default::default()
+        };
+        let enc = Encryption {
+            format: "age".into(),
+            recipients: vec![],
+            passphrase: false,
+        };
+        let err = Opener::for_artifact(&settings, "k", &enc)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("id.txt") && !err.contains("hunter2"), "{err}");
+    }
+}
