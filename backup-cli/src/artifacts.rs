@@ -1,10 +1,12 @@
-//! `artifacts list`: what storage holds, from the manifests.
+//! `artifacts list|prune`: what storage holds, from the manifests, and
+//! retention applied by hand.
 
 use std::{io::IsTerminal, process::ExitCode};
 
 use backup_core::{
     config::Settings,
     model::{BackupType, parse_target_name},
+    retention,
     storage::{Listed, Storage},
 };
 use clap::Subcommand;
@@ -29,14 +31,35 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Apply the retention rules of [storage] (keep, keep_daily, keep_weekly,
+    /// keep_monthly, keep_yearly) to each configured target now, saying
+    /// what each artifact is kept for.
+    Prune {
+        /// Only targets of this type (database, media).
+        #[arg(long = "type", value_parser = |s: &str| s.parse::<BackupType>())]
+        backup_type: Option<BackupType>,
+        /// Only this target.
+        #[arg(long, value_parser = parse_target_name)]
+        target: Option<String>,
+        /// Print what would be deleted and why the rest is kept; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
-    let Command::List {
-        backup_type,
-        target,
-        json,
-    } = cmd;
+    let (backup_type, target, json) = match cmd {
+        Command::List {
+            backup_type,
+            target,
+            json,
+        } => (backup_type, target, json),
+        Command::Prune {
+            backup_type,
+            target,
+            dry_run,
+        } => return prune(&settings, backup_type, target.as_deref(), dry_run).await,
+    };
     let storage = Storage::new(&settings.storage);
     let listing = storage.listing(backup_type, target.as_deref()).await?;
     if json {
@@ -97,6 +120,52 @@ pub async fn run(cmd: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     outln!("{table}");
     for (key, reason) in damaged {
         outln!("damaged: {key}: {reason} (never restored, verified or pruned)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn prune(
+    settings: &Settings,
+    backup_type: Option<BackupType>,
+    target: Option<&str>,
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
+    let types = match backup_type {
+        Some(t) => vec![t],
+        None => vec![BackupType::Database, BackupType::Media],
+    };
+    let storage = Storage::new(&settings.storage);
+    let policy = settings.storage.retention();
+    for t in settings.targets(&types, target)? {
+        let plan = retention::plan_target(
+            &storage,
+            &policy,
+            settings.timezone.0,
+            t.backup_type(),
+            t.name(),
+        )
+        .await?;
+        outln!(
+            "{} {}: keep {}, {} {}",
+            t.backup_type(),
+            t.name(),
+            plan.keep.len(),
+            if dry_run { "would delete" } else { "delete" },
+            plan.delete.len()
+        );
+        for kept in &plan.keep {
+            outln!(
+                "  keep    {}  kept: {}",
+                kept.manifest.artifact,
+                kept.reasons.join(", ")
+            );
+        }
+        for gone in &plan.delete {
+            outln!("  delete  {}", gone.artifact);
+        }
+        if !dry_run {
+            retention::apply(&storage, &plan, t.backup_type(), t.name()).await?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

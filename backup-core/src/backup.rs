@@ -236,13 +236,16 @@ async fn execute(
     Ok((manifest, stats.warnings))
 }
 
-/// Applies `storage.keep` to the target's artifacts.
+/// Applies the retention rules of `[storage]` to the target's artifacts.
 async fn prune(ctx: &Context, target: Target<'_>) -> Result<Vec<String>, Error> {
-    let artifacts = ctx
-        .storage
-        .manifests(Some(target.backup_type()), Some(target.name()))
-        .await?;
-    let plan = retention::plan(artifacts, ctx.settings.storage.keep);
+    let plan = retention::plan_target(
+        &ctx.storage,
+        &ctx.settings.storage.retention(),
+        ctx.settings.timezone.0,
+        target.backup_type(),
+        target.name(),
+    )
+    .await?;
     let deleted =
         retention::apply(&ctx.storage, &plan, target.backup_type(), target.name()).await?;
     for key in &deleted {

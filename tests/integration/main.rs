@@ -16,6 +16,7 @@ mod mysql;
 mod notify;
 mod postgres;
 mod restore;
+mod retention;
 mod schedules;
 mod sinks;
 mod sqlite;

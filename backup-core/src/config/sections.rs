@@ -37,8 +37,17 @@ impl HistorySettings {
 pub struct StorageSettings {
     /// `file:///var/backups`, a plain path, or `s3://bucket/prefix`.
     pub url: StorageUrl,
-    /// Successful artifacts kept per target; older ones are deleted.
-    pub keep: u32,
+    /// Keep-last: the newest artifacts kept per target. Unset: 10, or 1
+    /// when a calendar rule (`keep_daily`...) is set.
+    pub keep: Option<u32>,
+    /// Keep the newest artifact of each of the last N days that have one.
+    pub keep_daily: u32,
+    /// ... of each of the last N ISO weeks that have one.
+    pub keep_weekly: u32,
+    /// ... of each of the last N months that have one.
+    pub keep_monthly: u32,
+    /// ... of each of the last N years that have one.
+    pub keep_yearly: u32,
     /// S3 endpoint (default: `AWS_ENDPOINT_URL`, else AWS).
     pub endpoint: Option<String>,
     /// S3 region (default: `AWS_REGION`, else `us-east-1`).
@@ -56,7 +65,11 @@ impl Default for StorageSettings {
             url: StorageUrl::Fs {
                 root: PathBuf::from("backups"),
             },
-            keep: 10,
+            keep: None,
+            keep_daily: 0,
+            keep_weekly: 0,
+            keep_monthly: 0,
+            keep_yearly: 0,
             endpoint: None,
             region: None,
             access_key_id: None,
@@ -66,13 +79,42 @@ impl Default for StorageSettings {
 }
 
 impl StorageSettings {
+    /// The retention rules of `[storage]`.
+    pub fn retention(&self) -> crate::retention::Policy {
+        let calendar = [
+            self.keep_daily,
+            self.keep_weekly,
+            self.keep_monthly,
+            self.keep_yearly,
+        ]
+        .iter()
+        .any(|n| *n > 0);
+        crate::retention::Policy {
+            last: self.keep.unwrap_or(if calendar { 1 } else { 10 }),
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+            yearly: self.keep_yearly,
+        }
+    }
+
     pub(crate) fn validate(&mut self, base: &Path) -> Result<(), ConfigError> {
-        if self.keep == 0 {
+        if self.keep == Some(0) {
             return Err(invalid(
                 "storage.keep must be at least 1 (the newest backup is always kept)",
             ));
         }
-        check_range("storage.keep", self.keep, 1..=100_000)?;
+        if let Some(keep) = self.keep {
+            check_range("storage.keep", keep, 1..=100_000)?;
+        }
+        for (key, n) in [
+            ("storage.keep_daily", self.keep_daily),
+            ("storage.keep_weekly", self.keep_weekly),
+            ("storage.keep_monthly", self.keep_monthly),
+            ("storage.keep_yearly", self.keep_yearly),
+        ] {
+            check_range(key, n, 0..=100_000)?;
+        }
         if let StorageUrl::Fs { root } = &mut self.url {
             *root = resolve(base, root);
         }

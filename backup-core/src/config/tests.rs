@@ -19,7 +19,7 @@ fn defaults_match_the_reference_app() {
     assert_eq!(s.database_backup.schedule.as_str(), "0 2 * * *");
     assert!(!s.media_backup.enabled);
     assert_eq!(s.media_backup.schedule.as_str(), "0 3 * * 0");
-    assert_eq!(s.storage.keep, 10);
+    assert_eq!(s.storage.retention().last, 10);
     let s = parse("admins = [\"root@localhost\", \"ops@example.com\"]").unwrap();
     assert_eq!(s.admins.len(), 2);
 }
