@@ -37,8 +37,8 @@ pub use self::{
     encryption::EncryptionSettings,
     error::{CONFIG_ENV, ConfigError},
     sections::{
-        CompressionSettings, HistorySettings, HttpSettings, QueueSettings, RetrySettings,
-        StorageSettings, ToolSettings, WorkerSettings,
+        CompressionSettings, HistorySettings, HostKeyCheck, HttpSettings, QueueSettings,
+        RetrySettings, StorageSettings, ToolSettings, WorkerSettings,
     },
     smtp::{SmtpEndpoint, SmtpSecurity, SmtpSettings, SmtpTls},
     targets::{
@@ -281,7 +281,10 @@ impl Settings {
     fn register_secrets(&self) {
         use secrecy::ExposeSecret;
 
-        if let Some(key) = &self.storage.secret_access_key {
+        for key in [&self.storage.secret_access_key, &self.storage.account_key]
+            .into_iter()
+            .flatten()
+        {
             redact::register(key.expose_secret());
         }
         if let HistoryUrl::Postgres(url) = &self.history.url {

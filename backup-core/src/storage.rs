@@ -1,14 +1,16 @@
-//! Artifact storage through OpenDAL: local directories and S3, artifact keys,
-//! manifests, listing and deletion.
+//! Artifact storage through OpenDAL: local directories, S3, SFTP and Azure
+//! Blob Storage; artifact keys, manifests, listing and deletion.
 //!
-//! An artifact becomes visible only when complete: on local disk it is
-//! written in `.partial/` and renamed into place on close; on S3 a multipart
-//! upload is completed on close and aborted on failure. Its manifest is
-//! written after it, so a manifest always describes a whole artifact.
+//! An artifact becomes visible only when complete: on local disk and over
+//! SFTP it is written in `.partial/` and renamed into place on close; on S3
+//! a multipart upload (on Azure, a block blob's block list) is completed on
+//! close and aborted on failure. Its manifest is written after it, so a
+//! manifest always describes a whole artifact.
 
 pub mod error;
 mod local;
 pub mod manifest;
+mod remote;
 mod services;
 
 use std::{path::PathBuf, sync::Arc};
@@ -24,14 +26,15 @@ pub use self::{
 use self::{
     error::op_err,
     local::{LocalFile, restrict},
+    remote::Staged,
 };
 use crate::{
     config::{StorageSettings, StorageUrl},
     model::{BackupType, check_target_name},
 };
 
-/// S3 multipart part size (S3 needs at least 5 MiB); two parts upload at
-/// once. Local files take each write as it comes: buffering them gains
+/// S3 multipart part size (S3 needs at least 5 MiB), also Azure's block
+/// size; two parts upload at once. Local files take each write as it comes: buffering them gains
 /// nothing and costs memory.
 const UPLOAD_CHUNK: usize = 8 << 20;
 /// Local reads go in pieces this big, two ahead. A restore holds a few
@@ -78,7 +81,7 @@ impl Storage {
     fn local_path(&self, key: &str) -> Option<PathBuf> {
         match &self.settings.url {
             StorageUrl::Fs { root } => Some(root.join(key)),
-            StorageUrl::S3 { .. } => None,
+            _ => None,
         }
     }
 
@@ -90,7 +93,17 @@ impl Storage {
     /// When the storage cannot be written.
     pub async fn writer(&self, key: &str) -> Result<ArtifactWriter, StorageError> {
         let sink = match &self.settings.url {
-            StorageUrl::S3 { .. } => Sink::Remote(
+            StorageUrl::Fs { root } => Sink::Local(LocalFile::create(root, key).await?),
+            StorageUrl::Sftp { .. } => {
+                let op = self.op().await?;
+                let staged = Staged::new(op.clone(), key);
+                let writer = op
+                    .writer(&staged.path)
+                    .await
+                    .map_err(op_err("write", key))?;
+                Sink::Remote(writer, Some(staged))
+            }
+            StorageUrl::S3 { .. } | StorageUrl::Azblob { .. } => Sink::Remote(
                 self.op()
                     .await?
                     .writer_with(key)
@@ -98,8 +111,8 @@ impl Storage {
                     .concurrent(2)
                     .await
                     .map_err(op_err("write", key))?,
+                None,
             ),
-            StorageUrl::Fs { root } => Sink::Local(LocalFile::create(root, key).await?),
         };
         Ok(ArtifactWriter {
             sink,
@@ -300,10 +313,10 @@ impl Storage {
         let op = self.op().await?;
         let reader = op.reader_with(key);
         let reader = match self.settings.url {
-            // One streamed GET: its body arrives in small frames, so memory
-            // stays flat without ranged requests.
-            StorageUrl::S3 { .. } => reader,
             StorageUrl::Fs { .. } => reader.chunk(READ_CHUNK).concurrent(2),
+            // One streamed GET (S3, Azure) or read (SFTP): its body arrives
+            // in small frames, so memory stays flat without ranged requests.
+            _ => reader,
         };
         let reader = reader.await.map_err(op_err("read", key))?;
         let stream = reader
@@ -368,7 +381,11 @@ impl Storage {
                         source: std::io::Error::other(e.to_string()),
                     })?
             }
-            StorageUrl::S3 { .. } => Ok(0),
+            StorageUrl::Sftp { .. } => {
+                let prefix = format!("{run_id}.");
+                remote::remove_partials(self.op().await?, |name, _| name.starts_with(&prefix)).await
+            }
+            StorageUrl::S3 { .. } | StorageUrl::Azblob { .. } => Ok(0),
         }
     }
 
@@ -383,7 +400,13 @@ impl Storage {
     pub async fn prune_partials(&self, age: std::time::Duration) -> Result<usize, StorageError> {
         match &self.settings.url {
             StorageUrl::Fs { root } => local::prune_partials(root, age),
-            StorageUrl::S3 { .. } => Ok(0),
+            StorageUrl::Sftp { .. } => {
+                remote::remove_partials(self.op().await?, |_, changed| {
+                    remote::older_than(changed, age)
+                })
+                .await
+            }
+            StorageUrl::S3 { .. } | StorageUrl::Azblob { .. } => Ok(0),
         }
     }
 }
@@ -395,8 +418,10 @@ pub struct ArtifactWriter {
 }
 
 enum Sink {
-    /// S3: a multipart upload, completed on close and aborted on failure.
-    Remote(opendal::Writer),
+    /// S3 and Azure: a multipart upload, completed on close and aborted on
+    /// failure. SFTP: a staged file, renamed into place on close and
+    /// deleted on failure.
+    Remote(opendal::Writer, Option<Staged>),
     /// Local disk: our own file, for durability at full speed (see
     /// [`LocalFile`]).
     Local(LocalFile),
@@ -409,7 +434,7 @@ impl ArtifactWriter {
     /// When storage rejects the write.
     pub async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
         match &mut self.sink {
-            Sink::Remote(w) => w
+            Sink::Remote(w, _) => w
                 .write(chunk)
                 .await
                 .map_err(op_err("write", self.key.clone())),
@@ -425,11 +450,17 @@ impl ArtifactWriter {
     /// When the upload, flush or rename fails.
     pub async fn close(&mut self) -> Result<(), StorageError> {
         let closed = match &mut self.sink {
-            Sink::Remote(w) => w
-                .close()
-                .await
-                .map(|_| ())
-                .map_err(op_err("write", self.key.clone())),
+            Sink::Remote(w, staged) => {
+                let closed = w
+                    .close()
+                    .await
+                    .map(|_| ())
+                    .map_err(op_err("write", self.key.clone()));
+                match (closed, staged) {
+                    (Ok(()), Some(staged)) => staged.publish(&self.key).await,
+                    (closed, _) => closed,
+                }
+            }
             Sink::Local(f) => f.close().await,
         };
         if closed.is_err() {
@@ -442,7 +473,15 @@ impl ArtifactWriter {
     /// Abandons the artifact; nothing becomes visible.
     pub async fn abort(&mut self) {
         let failed = match &mut self.sink {
-            Sink::Remote(w) => w.abort().await.err().map(|e| e.to_string()),
+            Sink::Remote(w, staged) => {
+                let aborted = w.abort().await.err();
+                // A staged file may be closed already (a failed rename).
+                let discarded = match staged {
+                    Some(staged) => staged.discard().await.err(),
+                    None => None,
+                };
+                discarded.or(aborted).map(|e| e.to_string())
+            }
             Sink::Local(f) => f.abort().await.err().map(|e| e.to_string()),
         };
         if let Some(error) = failed {

@@ -97,10 +97,10 @@ fn unwritable_storage_fails_the_run_and_records_why() {
 }
 
 /// `chattr -i` on drop, so the sandbox can be removed whatever happens.
-struct Immutable(std::path::PathBuf);
+pub(crate) struct Immutable(std::path::PathBuf);
 
 impl Immutable {
-    fn set(path: &std::path::Path) -> Self {
+    pub(crate) fn set(path: &std::path::Path) -> Self {
         sh(&format!("chattr +i '{}'", path.display()));
         Immutable(path.to_path_buf())
     }

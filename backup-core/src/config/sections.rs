@@ -57,6 +57,31 @@ pub struct StorageSettings {
     /// S3 secret key (default: `AWS_SECRET_ACCESS_KEY`).
     #[serde(serialize_with = "serialize_secret")]
     pub secret_access_key: Option<SecretString>,
+    /// SFTP: the private key file to log in with (default: ssh's own,
+    /// `~/.ssh/id_*` or the agent).
+    pub ssh_key: Option<PathBuf>,
+    /// SFTP: how the server's host key is checked: `strict` (it must be in
+    /// `~/.ssh/known_hosts`), `accept-new` (learn it on first contact) or
+    /// `off` (never check: tests only).
+    pub ssh_host_key_check: HostKeyCheck,
+    /// Azure: the storage account (default: `AZURE_STORAGE_ACCOUNT`).
+    pub account_name: Option<String>,
+    /// Azure: the account key (default: `AZURE_STORAGE_KEY`).
+    #[serde(serialize_with = "serialize_secret")]
+    pub account_key: Option<SecretString>,
+}
+
+/// How an SFTP server's host key is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyCheck {
+    /// Known in `~/.ssh/known_hosts`, else refused.
+    #[default]
+    Strict,
+    /// Learnt on first contact, refused if it changes later.
+    AcceptNew,
+    /// Not checked.
+    Off,
 }
 
 impl Default for StorageSettings {
@@ -74,6 +99,10 @@ impl Default for StorageSettings {
             region: None,
             access_key_id: None,
             secret_access_key: None,
+            ssh_key: None,
+            ssh_host_key_check: HostKeyCheck::Strict,
+            account_name: None,
+            account_key: None,
         }
     }
 }
@@ -117,6 +146,33 @@ impl StorageSettings {
         }
         if let StorageUrl::Fs { root } = &mut self.url {
             *root = resolve(base, root);
+        }
+        let sftp = matches!(self.url, StorageUrl::Sftp { .. });
+        let azure = matches!(self.url, StorageUrl::Azblob { .. });
+        let s3 = matches!(self.url, StorageUrl::S3 { .. });
+        for (key, set, fits) in [
+            ("ssh_key", self.ssh_key.is_some(), sftp),
+            (
+                "ssh_host_key_check",
+                self.ssh_host_key_check != HostKeyCheck::Strict,
+                sftp,
+            ),
+            ("account_name", self.account_name.is_some(), azure),
+            ("account_key", self.account_key.is_some(), azure),
+            ("region", self.region.is_some(), s3),
+            ("access_key_id", self.access_key_id.is_some(), s3),
+            ("secret_access_key", self.secret_access_key.is_some(), s3),
+            ("endpoint", self.endpoint.is_some(), s3 || azure),
+        ] {
+            if set && !fits {
+                return Err(invalid(format!(
+                    "storage.{key} does not apply to storage.url {}",
+                    self.url
+                )));
+            }
+        }
+        if let Some(key) = &mut self.ssh_key {
+            *key = resolve(base, key);
         }
         Ok(())
     }

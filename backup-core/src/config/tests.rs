@@ -125,6 +125,27 @@ fn errors_name_the_offending_key() {
         ),
         ("admins = [\"not-an-address\"]", "not-an-address"),
         ("admins = [\"@localhost\"]", "@localhost"),
+        (
+            "[storage]\nurl = \"sftp://u:hunter2@host/srv\"",
+            "sftp://[user@]host[:port]/absolute/path",
+        ),
+        (
+            "[storage]\nurl = \"sftp://host/srv/../etc\"",
+            "absolute/path",
+        ),
+        ("[storage]\nurl = \"azblob://Bad_Name/x\"", "lowercase"),
+        (
+            "[storage]\nurl = \"azblob://ok-name/../x\"",
+            "must not climb",
+        ),
+        (
+            "[storage]\nurl = \"s3://b\"\nssh_key = \"/k\"",
+            "storage.ssh_key does not apply",
+        ),
+        (
+            "[storage]\nurl = \"sftp://h/x\"\naccount_name = \"a\"",
+            "storage.account_name does not apply",
+        ),
     ];
     for (text, needle) in cases {
         let err = parse(text).unwrap_err().to_string();
@@ -354,4 +375,25 @@ mod properties {
             let _ = parse(&toml_for(key.0, key.1, &v));
         }
     }
+}
+
+#[test]
+fn remote_storage_urls_read_back_as_written() {
+    for (text, shown) in [
+        (
+            "sftp://backup@nas.example:2222/srv/backups/",
+            "sftp://backup@nas.example:2222/srv/backups",
+        ),
+        ("sftp://nas/srv/my%20backups", "sftp://nas/srv/my backups"),
+        ("azblob://backups/prod/db", "azblob://backups/prod/db"),
+        ("azblob://backups", "azblob://backups"),
+    ] {
+        let s = parse(&format!("[storage]\nurl = \"{text}\"")).unwrap();
+        assert_eq!(s.storage.url.to_string(), shown);
+        assert!(s.storage.url.is_remote());
+    }
+    let err = parse("[storage]\nurl = \"sftp://u:hunter2@host/srv\"")
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("hunter2"), "{err}");
 }

@@ -214,6 +214,99 @@ pub enum StorageUrl {
         /// Key prefix inside the bucket ("" for none).
         prefix: String,
     },
+    /// A directory on an SSH server, over SFTP.
+    Sftp {
+        /// Login name (default: the user running the tool).
+        user: Option<String>,
+        /// Host name or address.
+        host: String,
+        /// Port (default 22).
+        port: Option<u16>,
+        /// Absolute directory on the server.
+        root: String,
+    },
+    /// An Azure Blob Storage container and key prefix.
+    Azblob {
+        /// Container name.
+        container: String,
+        /// Key prefix inside the container ("" for none).
+        prefix: String,
+    },
+}
+
+impl StorageUrl {
+    /// Whether artifacts live on another machine (not a local directory).
+    pub fn is_remote(&self) -> bool {
+        !matches!(self, StorageUrl::Fs { .. })
+    }
+}
+
+/// `sftp://[user@]host[:port]/absolute/path`.
+fn parse_sftp(value: &str) -> Result<StorageUrl, String> {
+    let bad = || {
+        format!(
+            "storage.url {}: expected sftp://[user@]host[:port]/absolute/path (the key in \
+             storage.ssh_key, never a password in the URL)",
+            redact::url(value)
+        )
+    };
+    // The URL parser would fold `..` away: refuse it as written.
+    if value
+        .split('/')
+        .any(|s| s == ".." || s.eq_ignore_ascii_case("%2e%2e"))
+    {
+        return Err(bad());
+    }
+    let url = Url::parse(value).map_err(|_| bad())?;
+    if url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
+        return Err(bad());
+    }
+    let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(bad)?;
+    let root = percent_encoding::percent_decode_str(url.path())
+        .decode_utf8()
+        .map_err(|_| bad())?
+        .trim_end_matches('/')
+        .to_string();
+    if !root.starts_with('/') || root.split('/').any(|s| s == "..") {
+        return Err(bad());
+    }
+    let user = Some(url.username())
+        .filter(|u| !u.is_empty())
+        .map(str::to_string);
+    Ok(StorageUrl::Sftp {
+        user,
+        host: host.to_string(),
+        port: url.port(),
+        root: if root.is_empty() { "/".into() } else { root },
+    })
+}
+
+/// `azblob://container/prefix`; container names are 3-63 characters of
+/// lowercase letters, digits and single hyphens.
+fn parse_azblob(value: &str, rest: &str) -> Result<StorageUrl, String> {
+    let (container, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid = (3..=63).contains(&container.len())
+        && container
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !container.starts_with('-')
+        && !container.ends_with('-')
+        && !container.contains("--");
+    if !valid {
+        return Err(format!(
+            "storage.url {value:?}: expected azblob://container/prefix, the container 3-63 \
+             lowercase letters, digits and hyphens; put the account in [storage]"
+        ));
+    }
+    if prefix.split('/').any(|s| s == "..") {
+        return Err(format!(
+            "storage.url {value:?}: the prefix must not climb (..)"
+        ));
+    }
+    Ok(StorageUrl::Azblob {
+        container: container.to_string(),
+        prefix: prefix.trim_matches('/').to_string(),
+    })
 }
 
 impl TryFrom<String> for StorageUrl {
@@ -241,9 +334,16 @@ impl TryFrom<String> for StorageUrl {
                 prefix: prefix.trim_matches('/').to_string(),
             });
         }
+        if value.starts_with("sftp://") {
+            return parse_sftp(&value);
+        }
+        if let Some(rest) = value.strip_prefix("azblob://") {
+            return parse_azblob(&value, rest);
+        }
         if value.contains("://") {
             return Err(format!(
-                "storage.url {}: unsupported scheme; use file:///path or s3://bucket/prefix",
+                "storage.url {}: unsupported scheme; use file:///path, s3://bucket/prefix, \
+                 sftp://host/path or azblob://container/prefix",
                 redact::url(&value)
             ));
         }
@@ -268,6 +368,26 @@ impl fmt::Display for StorageUrl {
             StorageUrl::Fs { root } => write!(f, "file://{}", root.display()),
             StorageUrl::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
             StorageUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            StorageUrl::Sftp {
+                user,
+                host,
+                port,
+                root,
+            } => {
+                f.write_str("sftp://")?;
+                if let Some(user) = user {
+                    write!(f, "{user}@")?;
+                }
+                f.write_str(host)?;
+                if let Some(port) = port {
+                    write!(f, ":{port}")?;
+                }
+                f.write_str(root)
+            }
+            StorageUrl::Azblob { container, prefix } if prefix.is_empty() => {
+                write!(f, "azblob://{container}")
+            }
+            StorageUrl::Azblob { container, prefix } => write!(f, "azblob://{container}/{prefix}"),
         }
     }
 }

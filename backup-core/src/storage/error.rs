@@ -40,6 +40,12 @@ pub enum StorageError {
         /// What is wrong with it.
         message: String,
     },
+    /// The storage settings lack something the service needs.
+    #[error("{message}")]
+    Config {
+        /// What is missing.
+        message: String,
+    },
     /// A manifest could not be parsed, or disagrees with where it lies.
     #[error("manifest {key} is not valid: {message}")]
     BadManifest {
@@ -84,7 +90,8 @@ impl StorageError {
         match self {
             StorageError::Open { .. }
             | StorageError::BadManifest { .. }
-            | StorageError::BadTarget { .. } => true,
+            | StorageError::BadTarget { .. }
+            | StorageError::Config { .. } => true,
             StorageError::Op { source, .. } => matches!(
                 source.kind(),
                 ErrorKind::PermissionDenied | ErrorKind::ConfigInvalid | ErrorKind::NotFound

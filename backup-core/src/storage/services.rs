@@ -1,10 +1,11 @@
-//! The OpenDAL services behind a storage URL: a local directory and S3.
+//! The OpenDAL services behind a storage URL: a local directory, S3, SFTP
+//! and Azure Blob Storage.
 
 use opendal::{Operator, services};
 use secrecy::ExposeSecret;
 
 use super::{error::StorageError, local::PARTIAL_DIR};
-use crate::config::{StorageSettings, StorageUrl};
+use crate::config::{HostKeyCheck, StorageSettings, StorageUrl};
 
 /// Builds the OpenDAL operator (for fs this creates the root directory).
 pub(crate) fn build(settings: &StorageSettings) -> Result<Operator, StorageError> {
@@ -59,6 +60,59 @@ pub(crate) fn build(settings: &StorageSettings) -> Result<Operator, StorageError
                 crate::redact::register(&secret);
                 builder = builder.secret_access_key(&secret);
             }
+            Operator::new(builder).map_err(open_err)?
+        }
+        StorageUrl::Sftp {
+            user,
+            host,
+            port,
+            root,
+        } => {
+            let mut builder = services::Sftp::default()
+                .endpoint(&format!("ssh://{host}:{}", port.unwrap_or(22)))
+                .root(root)
+                .known_hosts_strategy(match settings.ssh_host_key_check {
+                    HostKeyCheck::Strict => "strict",
+                    HostKeyCheck::AcceptNew => "add",
+                    HostKeyCheck::Off => "accept",
+                });
+            if let Some(user) = user {
+                builder = builder.user(user);
+            }
+            if let Some(key) = &settings.ssh_key {
+                builder = builder.key(&key.to_string_lossy());
+            }
+            Operator::new(builder).map_err(open_err)?
+        }
+        StorageUrl::Azblob { container, prefix } => {
+            let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+            let account = settings
+                .account_name
+                .clone()
+                .or_else(|| env("AZURE_STORAGE_ACCOUNT"))
+                .ok_or_else(|| StorageError::Config {
+                    message: "azblob:// needs storage.account_name (or AZURE_STORAGE_ACCOUNT)"
+                        .into(),
+                })?;
+            let key = settings
+                .account_key
+                .as_ref()
+                .map(|k| k.expose_secret().to_string())
+                .or_else(|| env("AZURE_STORAGE_KEY"))
+                .ok_or_else(|| StorageError::Config {
+                    message: "azblob:// needs storage.account_key (or AZURE_STORAGE_KEY)".into(),
+                })?;
+            crate::redact::register(&key);
+            let endpoint = settings
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| format!("https://{account}.blob.core.windows.net"));
+            let builder = services::Azblob::default()
+                .container(container)
+                .root(&format!("/{prefix}"))
+                .endpoint(&endpoint)
+                .account_name(&account)
+                .account_key(&key);
             Operator::new(builder).map_err(open_err)?
         }
     };
