@@ -281,9 +281,13 @@ impl Settings {
     fn register_secrets(&self) {
         use secrecy::ExposeSecret;
 
-        for key in [&self.storage.secret_access_key, &self.storage.account_key]
-            .into_iter()
-            .flatten()
+        for key in [
+            &self.storage.secret_access_key,
+            &self.storage.account_key,
+            &self.storage.password,
+        ]
+        .into_iter()
+        .flatten()
         {
             redact::register(key.expose_secret());
         }

@@ -1,8 +1,8 @@
-//! Artifact storage through OpenDAL: local directories, S3, SFTP and Azure
-//! Blob Storage; artifact keys, manifests, listing and deletion.
+//! Artifact storage through OpenDAL: local directories, S3, SFTP, WebDAV
+//! and Azure Blob Storage; artifact keys, manifests, listing and deletion.
 //!
-//! An artifact becomes visible only when complete: on local disk and over
-//! SFTP it is written in `.partial/` and renamed into place on close; on S3
+//! An artifact becomes visible only when complete: on local disk, over SFTP
+//! and WebDAV it is written in `.partial/` and moved into place on close; on S3
 //! a multipart upload (on Azure, a block blob's block list) is completed on
 //! close and aborted on failure. Its manifest is written after it, so a
 //! manifest always describes a whole artifact.
@@ -12,6 +12,7 @@ mod local;
 pub mod manifest;
 mod remote;
 mod services;
+mod webdav;
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -27,6 +28,7 @@ use self::{
     error::op_err,
     local::{LocalFile, restrict},
     remote::Staged,
+    webdav::DavUpload,
 };
 use crate::{
     config::{StorageSettings, StorageUrl},
@@ -102,6 +104,9 @@ impl Storage {
                     .await
                     .map_err(op_err("write", key))?;
                 Sink::Remote(writer, Some(staged))
+            }
+            StorageUrl::Webdav { .. } => {
+                Sink::Dav(DavUpload::start(self.op().await?, &self.settings, key).await?)
             }
             StorageUrl::S3 { .. } | StorageUrl::Azblob { .. } => Sink::Remote(
                 self.op()
@@ -381,7 +386,7 @@ impl Storage {
                         source: std::io::Error::other(e.to_string()),
                     })?
             }
-            StorageUrl::Sftp { .. } => {
+            StorageUrl::Sftp { .. } | StorageUrl::Webdav { .. } => {
                 let prefix = format!("{run_id}.");
                 remote::remove_partials(self.op().await?, |name, _| name.starts_with(&prefix)).await
             }
@@ -400,7 +405,7 @@ impl Storage {
     pub async fn prune_partials(&self, age: std::time::Duration) -> Result<usize, StorageError> {
         match &self.settings.url {
             StorageUrl::Fs { root } => local::prune_partials(root, age),
-            StorageUrl::Sftp { .. } => {
+            StorageUrl::Sftp { .. } | StorageUrl::Webdav { .. } => {
                 remote::remove_partials(self.op().await?, |_, changed| {
                     remote::older_than(changed, age)
                 })
@@ -422,6 +427,9 @@ enum Sink {
     /// failure. SFTP: a staged file, renamed into place on close and
     /// deleted on failure.
     Remote(opendal::Writer, Option<Staged>),
+    /// WebDAV: one streamed PUT of a staged file, moved into place on
+    /// close and deleted on failure.
+    Dav(DavUpload),
     /// Local disk: our own file, for durability at full speed (see
     /// [`LocalFile`]).
     Local(LocalFile),
@@ -438,6 +446,7 @@ impl ArtifactWriter {
                 .write(chunk)
                 .await
                 .map_err(op_err("write", self.key.clone())),
+            Sink::Dav(d) => d.write(chunk).await,
             Sink::Local(f) => f.write(chunk).await,
         }
     }
@@ -461,6 +470,10 @@ impl ArtifactWriter {
                     (closed, _) => closed,
                 }
             }
+            Sink::Dav(d) => match d.finish().await {
+                Ok(()) => d.staged.publish(&self.key).await,
+                Err(e) => Err(e),
+            },
             Sink::Local(f) => f.close().await,
         };
         if closed.is_err() {
@@ -481,6 +494,10 @@ impl ArtifactWriter {
                     None => None,
                 };
                 discarded.or(aborted).map(|e| e.to_string())
+            }
+            Sink::Dav(d) => {
+                d.cancel().await;
+                d.staged.discard().await.err().map(|e| e.to_string())
             }
             Sink::Local(f) => f.abort().await.err().map(|e| e.to_string()),
         };

@@ -1,4 +1,5 @@
-//! SFTP (a real OpenSSH server) and Azure Blob Storage (Azurite): the same
+//! SFTP (a real OpenSSH server), WebDAV (rclone) and Azure Blob Storage
+//! (Azurite): the same
 //! round trip as local disk and S3 — backup, list, verify, restore,
 //! retention — with nothing visible before it is whole, unfinished uploads
 //! removed when a run fails, and no credential in any output.
@@ -7,7 +8,7 @@ use std::{fs, path::Path};
 
 use crate::{
     media::tree,
-    servers::{AZURITE_ACCOUNT, AZURITE_KEY, azurite, sshd},
+    servers::{AZURITE_ACCOUNT, AZURITE_KEY, DAV_PASSWORD, DAV_USER, azurite, sshd, webdav},
     storage::Immutable,
     support::*,
 };
@@ -216,4 +217,50 @@ fn azure_blob_round_trips_and_never_shows_the_account_key() {
         "{}",
         out.all()
     );
+}
+
+#[test]
+fn webdav_streams_publishes_whole_files_and_removes_a_failed_upload() {
+    let server = webdav();
+    let name = server.directory();
+    let dir = server.dir.join(&name);
+    let sandbox = sandbox_for(&format!(
+        "[storage]\nurl = \"webdav+http://{}/{name}\"\nusername = \"{DAV_USER}\"\nkeep = 1\n",
+        server.endpoint
+    ));
+    let env = vec![(
+        "BACKUP__STORAGE__PASSWORD".to_string(),
+        DAV_PASSWORD.to_string(),
+    )];
+    round_trip(&sandbox, &env);
+    let held = files(&dir);
+    assert_eq!(held.len(), 4, "{held:#?}");
+    assert!(
+        held.iter()
+            .all(|f| f.starts_with("database/app/") || f.starts_with("media/photos/")),
+        "{held:#?}"
+    );
+    let out = cli(&sandbox, &env, &["-vv", "backup", "media"]).success();
+    assert_no_secret(&out.all(), DAV_PASSWORD);
+
+    // Whole on the server, then it cannot be moved into place: the run
+    // fails and the staged file goes.
+    let guard = Immutable::set(&dir.join("database/app"));
+    let out = cli(&sandbox, &env, &["backup", "database"]).failure();
+    drop(guard);
+    assert!(out.stderr.contains("rename"), "{}", out.all());
+    assert_eq!(files(&dir.join(".partial")), Vec::<String>::new());
+    assert_eq!(files(&dir).len(), 4);
+
+    // A wrong password: refused and said, nothing left behind.
+    let bad = vec![("BACKUP__STORAGE__PASSWORD".to_string(), "wrong".to_string())];
+    let out = cli(&sandbox, &bad, &["backup", "database"]).failure();
+    assert!(out.stderr.contains("Unauthorized"), "{}", out.all());
+    assert!(
+        out.stderr.contains("check the credentials"),
+        "{}",
+        out.all()
+    );
+    assert_no_secret(&out.all(), DAV_PASSWORD);
+    assert_eq!(files(&dir).len(), 4);
 }

@@ -181,3 +181,54 @@ impl Azurite {
         name
     }
 }
+
+/// `rclone serve webdav` over a directory, with a login.
+pub struct Dav {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The directory it serves.
+    pub dir: PathBuf,
+}
+
+pub const DAV_USER: &str = "backup";
+pub const DAV_PASSWORD: &str = "dav-Secret-93x";
+
+pub fn webdav() -> &'static Dav {
+    static SERVER: OnceLock<Dav> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let bin = which("rclone")
+            .unwrap_or_else(|| panic!("rclone is not installed (.ci/setup installs it)"));
+        let dir = std::env::temp_dir().join(unique("dav"));
+        fs::create_dir_all(&dir).expect("dav dir");
+        let port = closed_port();
+        let mut cmd = Command::new(bin);
+        cmd.args(["serve", "webdav"])
+            .arg(&dir)
+            .args(["--addr", &format!("127.0.0.1:{port}")])
+            .args(["--user", DAV_USER, "--pass", DAV_PASSWORD])
+            .args([
+                "--config",
+                "/dev/null",
+                "--dir-cache-time",
+                "0s",
+                "--poll-interval",
+                "0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        serve("rclone serve webdav", cmd, port);
+        Dav {
+            endpoint: format!("127.0.0.1:{port}"),
+            dir,
+        }
+    })
+}
+
+impl Dav {
+    /// A fresh directory on the server: its name.
+    pub fn directory(&self) -> String {
+        let name = unique("store");
+        fs::create_dir_all(self.dir.join(&name)).expect("store dir");
+        name
+    }
+}

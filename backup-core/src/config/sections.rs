@@ -64,6 +64,11 @@ pub struct StorageSettings {
     /// `~/.ssh/known_hosts`), `accept-new` (learn it on first contact) or
     /// `off` (never check: tests only).
     pub ssh_host_key_check: HostKeyCheck,
+    /// WebDAV: the login name.
+    pub username: Option<String>,
+    /// WebDAV: the password (better as `BACKUP__STORAGE__PASSWORD`).
+    #[serde(serialize_with = "serialize_secret")]
+    pub password: Option<SecretString>,
     /// Azure: the storage account (default: `AZURE_STORAGE_ACCOUNT`).
     pub account_name: Option<String>,
     /// Azure: the account key (default: `AZURE_STORAGE_KEY`).
@@ -101,6 +106,8 @@ impl Default for StorageSettings {
             secret_access_key: None,
             ssh_key: None,
             ssh_host_key_check: HostKeyCheck::Strict,
+            username: None,
+            password: None,
             account_name: None,
             account_key: None,
         }
@@ -150,6 +157,7 @@ impl StorageSettings {
         let sftp = matches!(self.url, StorageUrl::Sftp { .. });
         let azure = matches!(self.url, StorageUrl::Azblob { .. });
         let s3 = matches!(self.url, StorageUrl::S3 { .. });
+        let dav = matches!(self.url, StorageUrl::Webdav { .. });
         for (key, set, fits) in [
             ("ssh_key", self.ssh_key.is_some(), sftp),
             (
@@ -157,6 +165,8 @@ impl StorageSettings {
                 self.ssh_host_key_check != HostKeyCheck::Strict,
                 sftp,
             ),
+            ("username", self.username.is_some(), dav),
+            ("password", self.password.is_some(), dav),
             ("account_name", self.account_name.is_some(), azure),
             ("account_key", self.account_key.is_some(), azure),
             ("region", self.region.is_some(), s3),

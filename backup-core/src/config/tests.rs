@@ -387,6 +387,14 @@ fn remote_storage_urls_read_back_as_written() {
         ("sftp://nas/srv/my%20backups", "sftp://nas/srv/my backups"),
         ("azblob://backups/prod/db", "azblob://backups/prod/db"),
         ("azblob://backups", "azblob://backups"),
+        (
+            "webdav://dav.example/backups/",
+            "webdav://dav.example/backups",
+        ),
+        (
+            "webdav+http://127.0.0.1:8080/",
+            "webdav+http://127.0.0.1:8080/",
+        ),
     ] {
         let s = parse(&format!("[storage]\nurl = \"{text}\"")).unwrap();
         assert_eq!(s.storage.url.to_string(), shown);

@@ -225,6 +225,17 @@ pub enum StorageUrl {
         /// Absolute directory on the server.
         root: String,
     },
+    /// A directory on a WebDAV server.
+    Webdav {
+        /// `https` (`webdav://`) or `http` (`webdav+http://`).
+        tls: bool,
+        /// Host name or address.
+        host: String,
+        /// Port (default 443 or 80).
+        port: Option<u16>,
+        /// Directory on the server ("/" for the top).
+        root: String,
+    },
     /// An Azure Blob Storage container and key prefix.
     Azblob {
         /// Container name.
@@ -275,6 +286,44 @@ fn parse_sftp(value: &str) -> Result<StorageUrl, String> {
         .map(str::to_string);
     Ok(StorageUrl::Sftp {
         user,
+        host: host.to_string(),
+        port: url.port(),
+        root: if root.is_empty() { "/".into() } else { root },
+    })
+}
+
+/// `webdav://host[:port]/path` (https) or `webdav+http://host[:port]/path`.
+fn parse_webdav(value: &str) -> Result<StorageUrl, String> {
+    let bad = || {
+        format!(
+            "storage.url {}: expected webdav://host[:port]/path (https) or \
+             webdav+http://host[:port]/path, the login in storage.username and storage.password",
+            redact::url(value)
+        )
+    };
+    if value
+        .split('/')
+        .any(|s| s == ".." || s.eq_ignore_ascii_case("%2e%2e"))
+    {
+        return Err(bad());
+    }
+    let tls = !value.starts_with("webdav+http://");
+    let url = Url::parse(value).map_err(|_| bad())?;
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(bad());
+    }
+    let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(bad)?;
+    let root = percent_encoding::percent_decode_str(url.path())
+        .decode_utf8()
+        .map_err(|_| bad())?
+        .trim_end_matches('/')
+        .to_string();
+    Ok(StorageUrl::Webdav {
+        tls,
         host: host.to_string(),
         port: url.port(),
         root: if root.is_empty() { "/".into() } else { root },
@@ -337,13 +386,16 @@ impl TryFrom<String> for StorageUrl {
         if value.starts_with("sftp://") {
             return parse_sftp(&value);
         }
+        if value.starts_with("webdav://") || value.starts_with("webdav+http://") {
+            return parse_webdav(&value);
+        }
         if let Some(rest) = value.strip_prefix("azblob://") {
             return parse_azblob(&value, rest);
         }
         if value.contains("://") {
             return Err(format!(
                 "storage.url {}: unsupported scheme; use file:///path, s3://bucket/prefix, \
-                 sftp://host/path or azblob://container/prefix",
+                 sftp://host/path, webdav://host/path or azblob://container/prefix",
                 redact::url(&value)
             ));
         }
@@ -378,6 +430,19 @@ impl fmt::Display for StorageUrl {
                 if let Some(user) = user {
                     write!(f, "{user}@")?;
                 }
+                f.write_str(host)?;
+                if let Some(port) = port {
+                    write!(f, ":{port}")?;
+                }
+                f.write_str(root)
+            }
+            StorageUrl::Webdav {
+                tls,
+                host,
+                port,
+                root,
+            } => {
+                f.write_str(if *tls { "webdav://" } else { "webdav+http://" })?;
                 f.write_str(host)?;
                 if let Some(port) = port {
                     write!(f, ":{port}")?;

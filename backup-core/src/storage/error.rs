@@ -59,16 +59,15 @@ pub enum StorageError {
 /// OpenDAL errors print their whole context (and, for HTTP, long bodies);
 /// keep the kind and the message a person needs.
 pub(crate) fn describe(e: &opendal::Error) -> String {
+    let message = e.message().lines().next().unwrap_or_default();
+    let refused = message.contains("Unauthorized") || message.contains("Forbidden");
     let hint = match e.kind() {
         ErrorKind::PermissionDenied => "; check the credentials and the permissions on the target",
         ErrorKind::NotFound => "; check that the bucket or directory exists",
+        _ if refused => "; check the credentials",
         _ => "",
     };
-    format!(
-        "{} ({}){hint}",
-        e.message().lines().next().unwrap_or_default(),
-        e.kind()
-    )
+    format!("{message} ({}){hint}", e.kind())
 }
 
 /// Maps an OpenDAL error of operation `op` on `key`.

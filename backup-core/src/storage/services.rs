@@ -1,5 +1,5 @@
-//! The OpenDAL services behind a storage URL: a local directory, S3, SFTP
-//! and Azure Blob Storage.
+//! The OpenDAL services behind a storage URL: a local directory, S3, SFTP,
+//! WebDAV and Azure Blob Storage.
 
 use opendal::{Operator, services};
 use secrecy::ExposeSecret;
@@ -81,6 +81,20 @@ pub(crate) fn build(settings: &StorageSettings) -> Result<Operator, StorageError
             }
             if let Some(key) = &settings.ssh_key {
                 builder = builder.key(&key.to_string_lossy());
+            }
+            Operator::new(builder).map_err(open_err)?
+        }
+        StorageUrl::Webdav { .. } => {
+            let (endpoint, root) =
+                super::webdav::endpoint(&url).ok_or_else(|| StorageError::Config {
+                    message: "not a WebDAV URL".into(),
+                })?;
+            let mut builder = services::Webdav::default().endpoint(&endpoint).root(root);
+            if let Some(user) = &settings.username {
+                builder = builder.username(user);
+            }
+            if let Some(password) = &settings.password {
+                builder = builder.password(password.expose_secret());
             }
             Operator::new(builder).map_err(open_err)?
         }
