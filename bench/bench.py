@@ -293,6 +293,7 @@ def repeat(cmd: Cmd, opts, n: int, prepare=None) -> Side:
 class Data:
     pg_large: str
     pg_small: str
+    pg_empty: str
     my_db: str
     media: Path
     sqlite: Path
@@ -413,12 +414,15 @@ def make_data(opts) -> Data:
     small_scale = max(1, scale // 10)
     p = opts.prefix
     data = Data(
-        pg_large=f"{p}_pg_s{scale}", pg_small=f"{p}_pg_s{small_scale}", my_db=f"{p}_my_s{scale}",
+        pg_large=f"{p}_pg_s{scale}", pg_small=f"{p}_pg_s{small_scale}", pg_empty=f"{p}_pg_empty",
+        my_db=f"{p}_my_s{scale}",
         media=opts.work / "data" / "media", sqlite=opts.work / "data" / "tiny.sqlite3",
         scale=scale, small_scale=small_scale)
     make_pg(data.pg_large, scale, opts.fresh_data)
     if data.pg_small != data.pg_large:
         make_pg(data.pg_small, small_scale, opts.fresh_data)
+    if not pg_exists(data.pg_empty):
+        psql("postgres", f"CREATE DATABASE {data.pg_empty}")
     make_mysql(data.my_db, scale, opts.fresh_data)
     make_media(data.media, opts.quick, opts.fresh_data)
     if not data.sqlite.exists():
@@ -449,6 +453,7 @@ def base_config(opts, data: Data, storage: str) -> str:
         f"[database_backup]\ndatabases = [\n"
         f'  {{ name = "pg", url = "{PG}/{data.pg_large}" }},\n'
         f'  {{ name = "pg-small", url = "{PG}/{data.pg_small}" }},\n'
+        f'  {{ name = "pg-empty", url = "{PG}/{data.pg_empty}" }},\n'
         f'  {{ name = "my", url = "mysql://root@127.0.0.1:3306/{data.my_db}" }},\n]\n\n'
         f'[media_backup]\nenabled = true\npaths = [{{ path = "{data.media}", name = "media" }}]\n'
     )
@@ -721,6 +726,35 @@ def run_all(opts) -> dict:
             pg_out, opts))
         results["sizes"]["pg_dump_zst"] = pg_out.latest().stat().st_size
         results["sizes"]["pg_dump_raw"] = int(sh(f"zstd -dc {pg_out.latest()} | wc -c"))
+
+    if "encrypted" in want:
+        # age with an X25519 key on both sides; the worker holds only the
+        # public key.
+        key = opts.work / "age-key.txt"
+        if not key.exists():
+            sh(["age-keygen", "-o", str(key)])
+        public = sh(["age-keygen", "-y", str(key)]).strip()
+        enc = write_config(opts.work / "local-age.toml", base_config(
+            opts, data, storage_section(f"file://{opts.work}/store-age"))
+            + f'\n[encryption]\nrecipients = ["{public}"]\n')
+        age_out = Outputs(raw, "pg-age", "dump.zst.age")
+        results["pairs"].append(backup_pair(
+            "7. PostgreSQL backup, encrypted with age",
+            ours(opts, enc, "backup-cli backup database (zstd, age)",
+                 ["backup", "database", "--target", "pg"]),
+            "pg_dump -Fc -Z0 | zstd -T0 -3 | age -r KEY > file",
+            f"pg_dump -Fc -Z0 -d '{pg_url}' | zstd -T0 -3 -q | age -r {public}", age_out, opts))
+
+    if "empty" in want:
+        # The fixed cost of a run: history, preflight, fsyncs, manifest,
+        # retention listing, with next to nothing to dump.
+        empty_out = Outputs(raw, "pg-empty", "dump.zst")
+        results["pairs"].append(backup_pair(
+            "8. Empty PostgreSQL database (the fixed cost of a run)",
+            ours(opts, local, "backup-cli backup database (empty)",
+                 ["backup", "database", "--target", "pg-empty"]),
+            "pg_dump -Fc -Z0 | zstd -T0 -3 > file",
+            f"pg_dump -Fc -Z0 -d '{PG}/{data.pg_empty}' | zstd -T0 -3 -q", empty_out, opts))
 
     if "mysql" in want:
         flags = "--single-transaction --routines --triggers --events --hex-blob --max-allowed-packet=1G"
@@ -1016,7 +1050,8 @@ def write_report(path: Path, body: str, start: str = MARK_START, end: str = MARK
     path.write_text(f"# Benchmarks\n\n{block}\n")
 
 
-SECTIONS = ["pg", "mysql", "media", "restore-pg", "restore-media", "s3", "memory", "worker", "latency",
+SECTIONS = ["pg", "encrypted", "empty", "mysql", "media", "restore-pg", "restore-media", "s3", "memory",
+            "worker", "latency",
             "dashboard"]
 
 

@@ -115,7 +115,7 @@ pub async fn run(
                     })
                     .await?;
                 tracing::info!(artifact = %manifest.artifact, size = manifest.size_bytes, "backup succeeded");
-                let pruned = match prune(ctx, target).await {
+                let pruned = match prune(ctx, target, &manifest.artifact).await {
                     Ok(pruned) => pruned,
                     Err(e) => {
                         tracing::warn!(error = %e, "retention failed; older artifacts were kept");
@@ -237,8 +237,8 @@ async fn execute(
 }
 
 /// Applies the retention rules of `[storage]` to the target's artifacts.
-async fn prune(ctx: &Context, target: Target<'_>) -> Result<Vec<String>, Error> {
-    let plan = retention::plan_target(
+async fn prune(ctx: &Context, target: Target<'_>, written: &str) -> Result<Vec<String>, Error> {
+    let mut plan = retention::plan_target(
         &ctx.storage,
         &ctx.settings.storage.retention(),
         ctx.settings.timezone.0,
@@ -246,6 +246,7 @@ async fn prune(ctx: &Context, target: Target<'_>) -> Result<Vec<String>, Error> 
         target.name(),
     )
     .await?;
+    plan.protect(written);
     let deleted =
         retention::apply(&ctx.storage, &plan, target.backup_type(), target.name()).await?;
     for key in &deleted {

@@ -1,7 +1,17 @@
 //! What every operation needs: the settings, storage, history, the
 //! notifier, and the name of this process.
 
-use crate::{Error, config::Settings, history::History, notify::Notifier, storage::Storage};
+use std::sync::{Arc, OnceLock};
+
+use crate::{
+    Error,
+    config::Settings,
+    crypt::Opener,
+    history::History,
+    notify::Notifier,
+    restore::error::RestoreError,
+    storage::{Encryption, Storage},
+};
 
 /// What a backup needs: settings, storage, history, and who is running it.
 #[derive(Debug, Clone)]
@@ -16,6 +26,9 @@ pub struct Context {
     pub worker: String,
     /// Mail, webhooks and dead-man's-switch pings.
     pub notifier: Notifier,
+    /// The identities encrypted artifacts are opened with, read once (an
+    /// identity given as `<(pass show key)` can be read only once).
+    opener: Arc<OnceLock<Result<Option<Arc<Opener>>, String>>>,
 }
 
 impl Context {
@@ -33,7 +46,30 @@ impl Context {
             storage,
             history,
             worker: worker_id(),
+            opener: Arc::default(),
         })
+    }
+
+    /// The identities that open the encrypted artifact `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`RestoreError::NoIdentity`] when none is configured,
+    /// [`RestoreError::Identity`] when the identity file cannot be read.
+    pub fn opener(&self, key: &str, encryption: &Encryption) -> Result<Arc<Opener>, RestoreError> {
+        let loaded = self.opener.get_or_init(|| {
+            Opener::load(&self.settings.encryption)
+                .map(|o| o.map(Arc::new))
+                .map_err(|e| e.to_string())
+        });
+        match loaded {
+            Ok(Some(opener)) => Ok(opener.clone()),
+            Ok(None) => Err(RestoreError::NoIdentity {
+                key: key.to_string(),
+                to: encryption.describe(),
+            }),
+            Err(why) => Err(RestoreError::Identity(why.clone())),
+        }
     }
 }
 

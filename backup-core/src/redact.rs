@@ -203,6 +203,29 @@ pub fn scrub(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// `text` with every age secret key (`AGE-SECRET-KEY-1…`, any case) masked.
+pub fn age_secret_keys(text: &str) -> String {
+    const PREFIX: &str = "age-secret-key-";
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = 0;
+    while let Some(found) = lower[rest..].find(PREFIX) {
+        let start = rest + found;
+        let end = start
+            + PREFIX.len()
+            + lower[start + PREFIX.len()..]
+                .bytes()
+                .take_while(u8::is_ascii_alphanumeric)
+                .count();
+        out.push_str(&text[rest..start]);
+        out.push_str("AGE-SECRET-KEY-");
+        out.push_str(MASK);
+        rest = end;
+    }
+    out.push_str(&text[rest..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! Which artifacts to keep: a pure plan, then its application.
 
-use chrono::{DateTime, Datelike};
+use chrono::{DateTime, Datelike, Utc};
 use chrono_tz::Tz;
 
 use crate::{
@@ -48,16 +48,24 @@ pub struct Plan {
 /// The calendar rules: name, the period of a time, how many periods.
 type Rule = (&'static str, fn(&DateTime<Tz>) -> String, u32);
 
+/// Artifacts that say they started later than this after `now` are from
+/// a clock that ran ahead, or forged: kept, never counted.
+const FUTURE_SLACK_MINUTES: i64 = 10;
+
 /// Plans retention for one target's artifacts (any order) under `policy`,
 /// periods taken in `tz` from each artifact's completion time. Pure: the
 /// same input gives the same plan, and planning what it keeps again keeps
-/// it all.
-pub fn plan(mut artifacts: Vec<Manifest>, policy: &Policy, tz: Tz) -> Plan {
+/// it all. An artifact dated after `now` is kept and counts for nothing, so
+/// a manifest from the future cannot push real backups out.
+pub fn plan(mut artifacts: Vec<Manifest>, policy: &Policy, tz: Tz, now: DateTime<Utc>) -> Plan {
     artifacts.sort_by(|a, b| {
         b.created_at
             .cmp(&a.created_at)
             .then(b.run_id.cmp(&a.run_id))
     });
+    let horizon = now + chrono::Duration::minutes(FUTURE_SLACK_MINUTES);
+    let (future, artifacts): (Vec<Manifest>, Vec<Manifest>) =
+        artifacts.into_iter().partition(|m| m.started_at > horizon);
     let rules: [Rule; 4] = [
         ("daily", |t| t.format("%Y-%m-%d").to_string(), policy.daily),
         (
@@ -73,7 +81,13 @@ pub fn plan(mut artifacts: Vec<Manifest>, policy: &Policy, tz: Tz) -> Plan {
     ];
     let mut left: Vec<u32> = rules.iter().map(|r| r.2).collect();
     let mut last_period: Vec<Option<String>> = vec![None; rules.len()];
-    let mut keep = Vec::new();
+    let mut keep: Vec<Kept> = future
+        .into_iter()
+        .map(|manifest| Kept {
+            reasons: vec!["dated in the future (not counted)".into()],
+            manifest,
+        })
+        .collect();
     let mut delete = Vec::new();
     for (i, manifest) in artifacts.into_iter().enumerate() {
         let mut reasons = Vec::new();
@@ -102,6 +116,20 @@ pub fn plan(mut artifacts: Vec<Manifest>, policy: &Policy, tz: Tz) -> Plan {
     Plan { keep, delete }
 }
 
+impl Plan {
+    /// Keeps `artifact` whatever the rules say: the artifact a run has
+    /// just written is never its own retention's victim.
+    pub fn protect(&mut self, artifact: &str) {
+        if let Some(i) = self.delete.iter().position(|m| m.artifact == artifact) {
+            let manifest = self.delete.remove(i);
+            self.keep.push(Kept {
+                manifest,
+                reasons: vec!["this run".into()],
+            });
+        }
+    }
+}
+
 /// Plans retention for one target from what storage holds.
 ///
 /// # Errors
@@ -115,7 +143,7 @@ pub async fn plan_target(
     target: &str,
 ) -> Result<Plan, StorageError> {
     let artifacts = storage.manifests(Some(backup_type), Some(target)).await?;
-    Ok(plan(artifacts, policy, tz))
+    Ok(plan(artifacts, policy, tz, Utc::now()))
 }
 
 /// Deletes what the plan marks for the target `backup_type`/`target`,
@@ -174,6 +202,35 @@ mod tests {
         }
     }
 
+    /// A `now` after every test artifact.
+    fn far() -> chrono::DateTime<Utc> {
+        Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn artifacts_from_the_future_are_kept_and_never_push_real_ones_out() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap();
+        let mut forged = manifest(901, 24 * 365 * 100);
+        forged.artifact = "database/app/app-901.dump.zst".into();
+        let p = plan(
+            vec![manifest(1, 1), manifest(2, 2), manifest(3, 3), forged],
+            &last(2),
+            chrono_tz::UTC,
+            now,
+        );
+        assert_eq!(ids(&p), (vec![901, 3, 2], vec![1]));
+        assert_eq!(p.keep[0].reasons, ["dated in the future (not counted)"]);
+        let mut p = plan(
+            vec![manifest(1, 1), manifest(2, 2)],
+            &last(1),
+            chrono_tz::UTC,
+            now,
+        );
+        p.protect("database/app/app-1.dump.zst");
+        assert!(p.delete.is_empty());
+        assert_eq!(p.keep[1].reasons, ["this run"]);
+    }
+
     fn last(n: u32) -> Policy {
         Policy {
             last: n,
@@ -199,6 +256,7 @@ mod tests {
             ],
             &last(2),
             chrono_tz::UTC,
+            far(),
         );
         assert_eq!(ids(&p), (vec![4, 3], vec![2, 1]));
         assert_eq!(p.keep[1].reasons, ["last 2"]);
@@ -208,13 +266,17 @@ mod tests {
     fn never_deletes_the_newest_and_handles_few_artifacts() {
         let utc = chrono_tz::UTC;
         assert_eq!(
-            plan(vec![manifest(1, 1), manifest(2, 2)], &last(0), utc)
+            plan(vec![manifest(1, 1), manifest(2, 2)], &last(0), utc, far())
                 .keep
                 .len(),
             1
         );
-        assert!(plan(vec![manifest(1, 1)], &last(10), utc).delete.is_empty());
-        assert!(plan(Vec::new(), &last(3), utc).keep.is_empty());
+        assert!(
+            plan(vec![manifest(1, 1)], &last(10), utc, far())
+                .delete
+                .is_empty()
+        );
+        assert!(plan(Vec::new(), &last(3), utc, far()).keep.is_empty());
     }
 
     #[test]
@@ -228,7 +290,7 @@ mod tests {
             monthly: 3,
             yearly: 1,
         };
-        let p = plan(all.clone(), &policy, chrono_tz::UTC);
+        let p = plan(all.clone(), &policy, chrono_tz::UTC, far());
         let reasons = |id: i64| {
             p.keep
                 .iter()
@@ -257,7 +319,7 @@ mod tests {
         assert_eq!(p.keep.len(), 2 + 6 + 2 + 2);
         // In another timezone the day boundary moves: 2026-04-10 18:00 UTC
         // is the 11th in Tokyo.
-        let tokyo = plan(all, &policy, chrono_tz::Asia::Tokyo);
+        let tokyo = plan(all, &policy, chrono_tz::Asia::Tokyo, far());
         assert!(
             tokyo.keep[0]
                 .reasons
@@ -330,7 +392,8 @@ mod properties {
             policy in policy(),
             tz in prop_oneof![Just(chrono_tz::UTC), Just(chrono_tz::Asia::Tokyo), Just(chrono_tz::America::New_York)],
         ) {
-            let p = plan(artifacts.clone(), &policy, tz);
+            let now = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+            let p = plan(artifacts.clone(), &policy, tz, now);
             // Every artifact is either kept or deleted, once.
             let kept: HashSet<i64> = p.keep.iter().map(|k| k.manifest.run_id).collect();
             let deleted: HashSet<i64> = p.delete.iter().map(|m| m.run_id).collect();
@@ -353,7 +416,7 @@ mod properties {
                 }
             }
             // Planning again over what is kept deletes nothing.
-            let again = plan(p.keep.iter().map(|k| k.manifest.clone()).collect(), &policy, tz);
+            let again = plan(p.keep.iter().map(|k| k.manifest.clone()).collect(), &policy, tz, now);
             prop_assert!(again.delete.is_empty());
         }
     }

@@ -39,6 +39,8 @@ use crate::{
 /// size; two parts upload at once. Local files take each write as it comes: buffering them gains
 /// nothing and costs memory.
 const UPLOAD_CHUNK: usize = 8 << 20;
+/// A manifest larger than this is damaged (they are under 2 KiB).
+const MAX_MANIFEST_BYTES: u64 = 64 << 10;
 /// Local reads go in pieces this big, two ahead. A restore holds a few
 /// pieces at a time, so they are small: restore memory is a few of these,
 /// whatever the artifact's size. (S3 reads stream one GET instead.)
@@ -242,10 +244,24 @@ impl Storage {
     }
 
     async fn read_manifest(&self, key: &str) -> Result<Manifest, StorageError> {
-        let body = self
-            .op()
-            .await?
-            .read(key)
+        // Storage is not trusted: a manifest is a few hundred bytes, and a
+        // huge one is refused before it is held in memory.
+        let op = self.op().await?;
+        let size = op
+            .stat(key)
+            .await
+            .map_err(op_err("read", key))?
+            .content_length();
+        if size > MAX_MANIFEST_BYTES {
+            return Err(StorageError::BadManifest {
+                key: key.into(),
+                message: format!("it is {size} bytes; a manifest is at most {MAX_MANIFEST_BYTES}"),
+            });
+        }
+        // No more than it said it was, should it grow meanwhile.
+        let body = op
+            .read_with(key)
+            .range(0..size)
             .await
             .map_err(op_err("read", key))?;
         serde_json::from_slice(&body.to_vec()).map_err(|e| StorageError::BadManifest {

@@ -310,3 +310,119 @@ fn bad_encryption_settings_are_refused_at_load_and_never_echo_a_key() {
         assert_no_secret(&out.all(), &secret);
     }
 }
+
+#[test]
+fn an_identity_read_once_serves_every_artifact_and_verify_records_what_it_checked() {
+    let sandbox = Sandbox::new();
+    let (key, public) = keygen(&sandbox, "key.txt");
+    sandbox.sample_db("app.sqlite3");
+    sandbox.config(&format!(
+        "[encryption]\nrecipients = [\"{public}\"]\n\
+         [database_backup]\ndatabases = [{{ name = \"app\", url = \"sqlite://app.sqlite3\" }}]\n"
+    ));
+    for _ in 0..2 {
+        sandbox.cli(&["backup", "database"]).success();
+    }
+    let cli = crate::support::cli_path();
+    let config = sandbox.path().join("backup.toml");
+    // An identity from a pipe (`pass show`, a secret manager) can be read
+    // only once: both artifacts, and a restore, open with it.
+    let out = sh(&format!(
+        "cd '{}' && '{}' --config '{}' verify --all --identity <(cat '{}')",
+        sandbox.path().display(),
+        cli.display(),
+        config.display(),
+        key.display()
+    ));
+    assert_eq!(out.matches("decrypts and expands").count(), 2, "{out}");
+    let restored = sandbox.path().join("restored.sqlite3");
+    sh(&format!(
+        "cd '{}' && '{}' --config '{}' restore database --target app --into 'sqlite://{}' --create --identity <(cat '{}')",
+        sandbox.path().display(),
+        cli.display(),
+        config.display(),
+        restored.display(),
+        key.display()
+    ));
+    assert!(restored.exists());
+
+    // Without the identity, history says what was checked.
+    sandbox.cli(&["verify", "--latest"]).success();
+    let runs = sandbox.runs();
+    assert_eq!(
+        runs[0]["verify_result"], "ok (stored bytes only: encrypted, not decrypted)",
+        "{runs:#?}"
+    );
+    // Random bytes with a manifest and a history row to match: not an age
+    // file, and verify says so even without the identity.
+    let artifact = sandbox.artifact_path(&runs[0]);
+    fs::write(&artifact, vec![0x5a; 605]).expect("write");
+    let sha = sha256_file(&artifact);
+    let manifest_path = format!("{}.manifest.json", artifact.display());
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&manifest_path).expect("manifest")).expect("json");
+    manifest["sha256"] = sha.clone().into();
+    manifest["size_bytes"] = 605.into();
+    fs::write(&manifest_path, serde_json::to_vec(&manifest).expect("json")).expect("write");
+    sh(&format!(
+        "sqlite3 '{}' \"UPDATE backup_runs SET sha256 = '{sha}', size_bytes = 605 WHERE id = {}\"",
+        sandbox.path().join("history.db").display(),
+        runs[0]["id"]
+    ));
+    let out = sandbox.cli(&["verify", "--latest"]).failure();
+    assert!(out.stdout.contains("age header"), "{}", out.stdout);
+}
+
+#[test]
+fn a_forged_artifact_that_history_does_not_know_is_never_restored() {
+    let sandbox = Sandbox::new();
+    let (key, public) = keygen(&sandbox, "key.txt");
+    let db = sandbox.sample_db("app.sqlite3");
+    sandbox.config(&format!(
+        "[encryption]\nrecipients = [\"{public}\"]\n\
+         [database_backup]\ndatabases = [{{ name = \"app\", url = \"sqlite://app.sqlite3\" }}]\n"
+    ));
+    let run = sandbox
+        .cli(&["backup", "database", "--json"])
+        .success()
+        .json()[0]
+        .clone();
+    // Anyone can encrypt to the public key in the manifest: a forged
+    // database, with a manifest that matches it.
+    let artifact = sandbox.artifact_path(&run);
+    let evil = sandbox.path().join("evil.sqlite3");
+    sh(&format!(
+        "sqlite3 '{}' 'CREATE TABLE pwned(x)'",
+        evil.display()
+    ));
+    sh(&format!(
+        "zstd -q -c '{}' | age -r {public} > '{}'",
+        evil.display(),
+        artifact.display()
+    ));
+    let manifest_path = format!("{}.manifest.json", artifact.display());
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&manifest_path).expect("manifest")).expect("json");
+    manifest["sha256"] = sha256_file(&artifact).into();
+    manifest["size_bytes"] = fs::metadata(&artifact).expect("stat").len().into();
+    fs::write(&manifest_path, serde_json::to_vec(&manifest).expect("json")).expect("write");
+
+    let before = sha256_file(&db);
+    let key_arg = key.to_string_lossy().into_owned();
+    let run_id = run["id"].to_string();
+    for pick in [&["--run", run_id.as_str()][..], &["--latest"][..]] {
+        let mut args = vec![
+            "restore",
+            "database",
+            "--target",
+            "app",
+            "--yes",
+            "--identity",
+            &key_arg,
+        ];
+        args.extend_from_slice(pick);
+        let out = sandbox.cli(&args).failure();
+        assert!(out.stderr.contains("disagrees with run"), "{}", out.all());
+    }
+    assert_eq!(sha256_file(&db), before, "the database was not touched");
+}

@@ -113,3 +113,73 @@ fn calendar_retention_keeps_a_backup_per_period_and_says_why() {
         again.stdout
     );
 }
+
+#[test]
+fn manifests_from_the_future_never_push_out_real_backups_or_the_one_just_made() {
+    let sandbox = Sandbox::new();
+    let db = sandbox.sample_db("app.sqlite3");
+    sandbox.config(&format!(
+        "[database_backup]\ndatabases = [{{ name = \"app\", url = \"sqlite://{}\" }}]\n",
+        db.display()
+    ));
+    let mut text = fs::read_to_string(sandbox.path().join("backup.toml")).expect("config");
+    text = text.replace("[storage]\n", "[storage]\nkeep = 3\n");
+    sandbox.raw_config(&text);
+    for _ in 0..3 {
+        sandbox.cli(&["backup", "database"]).success();
+    }
+    // Planted (or from a clock that ran years ahead): three newer-looking
+    // backups, each a whole artifact with a manifest that agrees with its key.
+    let far = Utc.with_ymd_and_hms(2099, 12, 31, 23, 59, 0).unwrap();
+    for i in 0..3 {
+        stored_backup(&sandbox, 901 + i, far + Duration::seconds(i));
+    }
+    let out = sandbox.cli(&["backup", "database", "--json"]).success();
+    let new = out.json()[0].clone();
+    let artifact = sandbox.artifact_path(&new);
+    assert!(artifact.exists(), "the run deleted its own artifact");
+    let left: Vec<String> = sandbox
+        .stored_files()
+        .into_iter()
+        .filter(|f| !f.ends_with(".manifest.json"))
+        .collect();
+    // Three real ones (runs 2-4) and the three from the future.
+    assert_eq!(left.len(), 6, "{left:#?}");
+    let out = sandbox.cli(&["artifacts", "prune", "--dry-run"]).success();
+    assert_eq!(
+        out.stdout.matches("dated in the future").count(),
+        3,
+        "{}",
+        out.stdout
+    );
+    // A manifest whose times disagree with its key is not believed.
+    let key = stored_backup(&sandbox, 950, far);
+    let manifest = sandbox.storage().join(format!("{key}.manifest.json"));
+    let text = fs::read_to_string(&manifest).expect("manifest");
+    fs::write(
+        &manifest,
+        text.replace("2099-12-31T23:59:00Z", "2020-01-01T00:00:00Z"),
+    )
+    .expect("write");
+    let out = sandbox.cli(&["artifacts", "list"]).success();
+    assert!(
+        out.stdout.contains("named for another time"),
+        "{}",
+        out.stdout
+    );
+    // A 3 GB manifest (sparse) is damaged, not read into memory.
+    let huge = stored_backup(&sandbox, 951, far);
+    let huge = sandbox.storage().join(format!("{huge}.manifest.json"));
+    fs::File::options()
+        .write(true)
+        .open(&huge)
+        .expect("open")
+        .set_len(3 << 30)
+        .expect("grow");
+    let out = sandbox.cli(&["artifacts", "list"]).success();
+    assert!(
+        out.stdout.contains("a manifest is at most"),
+        "{}",
+        out.stdout
+    );
+}

@@ -17,6 +17,8 @@ use figment::{
     value::{Dict, Map, Value},
 };
 
+use crate::redact;
+
 /// The `BACKUP__` variables, each parsed as TOML unless its key is in
 /// `strings`, where it stays text.
 #[derive(Debug, Clone)]
@@ -114,7 +116,21 @@ fn insert<'a>(dict: &mut Dict, mut path: impl Iterator<Item = &'a str>, value: V
 /// Keys read as in the file (`media_backup.paths.0`), or as the variable
 /// that set them (`BACKUP__SMTP__FROM`).
 pub(crate) fn describe(error: &Error) -> String {
-    let mut text = error.kind.to_string();
+    let secret = error
+        .path
+        .iter()
+        .any(|p| SECRET_KEYS.contains(&p.to_ascii_lowercase().as_str()));
+    let mut text = match &error.kind {
+        // The value of a secret key is never shown, even when mistyped.
+        Kind::InvalidType(_, expected) if secret => {
+            format!("invalid type: expected {expected} (the value is not shown)")
+        }
+        Kind::InvalidValue(_, expected) if secret => {
+            format!("invalid value: expected {expected} (the value is not shown)")
+        }
+        kind => without_source_lines(&kind.to_string()),
+    };
+    text = redact::age_secret_keys(&text);
     let from_env = error
         .metadata
         .as_ref()
@@ -133,4 +149,34 @@ pub(crate) fn describe(error: &Error) -> String {
         }
     }
     text
+}
+
+/// Keys whose values are (or may hold) secrets: a wrong type there is
+/// reported without the value. (`recipients`: a secret key pasted by
+/// mistake.)
+const SECRET_KEYS: &[&str] = &[
+    "passphrase",
+    "password",
+    "secret_access_key",
+    "account_key",
+    "secret_key",
+    "recipients",
+    "url",
+    "users",
+    "tokens",
+];
+
+/// A TOML syntax error quotes the lines around the mistake, which may hold
+/// a password: keep where it is and what is wrong, not the text.
+fn without_source_lines(text: &str) -> String {
+    text.lines()
+        .filter(|line| {
+            let t = line.trim_start();
+            !(t.starts_with('|')
+                || t.split_once('|').is_some_and(|(n, _)| {
+                    !n.trim().is_empty() && n.trim().bytes().all(|b| b.is_ascii_digit())
+                }))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -405,3 +405,55 @@ fn remote_storage_urls_read_back_as_written() {
         .to_string();
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+#[test]
+fn no_error_shows_a_secret_however_it_is_mistyped() {
+    let key = "AGE-SECRET-KEY-1QYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQS2YQJ7T";
+    for (text, secret) in [
+        (format!("[encryption]\nrecipients = \"{key}\""), key),
+        (format!("[encryption]\nrecipients = [\"{key}\"]"), key),
+        (
+            "[encryption]\npassphrase = \"correct horse battery staple".to_string(),
+            "correct horse",
+        ),
+        (
+            "[encryption]\npassphrase = 123456789012345".to_string(),
+            "123456789012345",
+        ),
+        (
+            "[storage]\nurl = \"azblob://acct:SuperSecretKey==@backups/x\"".to_string(),
+            "SuperSecretKey",
+        ),
+        (
+            "[storage]\nurl = \"s3://AKIAX:SecretS3Key@bucket/p\"".to_string(),
+            "SecretS3Key",
+        ),
+        (
+            "[storage]\nurl = \"webdav+http://h:8080/dav?token=DavTokenSecret\"".to_string(),
+            "DavTokenSecret",
+        ),
+        (
+            "[storage]\nurl = \"s3://b\"\nsecret_access_key = 42424242".to_string(),
+            "42424242",
+        ),
+    ] {
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(!err.contains(secret), "{text:?} shows its secret: {err}");
+    }
+}
+
+#[test]
+fn storage_urls_that_could_smuggle_options_or_climb_are_refused() {
+    for url in [
+        "sftp://-oProxyCommand=touch${IFS}PWNED/srv",
+        "sftp://host:0/srv",
+        "webdav://host/a%2F..%2F..%2Fetc",
+        "webdav://host/a/%2e%2e/b",
+        "azblob://backups/%2e%2e/x",
+    ] {
+        assert!(
+            parse(&format!("[storage]\nurl = \"{url}\"")).is_err(),
+            "{url} was accepted"
+        );
+    }
+}

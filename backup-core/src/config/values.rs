@@ -258,7 +258,7 @@ fn parse_sftp(value: &str) -> Result<StorageUrl, String> {
         format!(
             "storage.url {}: expected sftp://[user@]host[:port]/absolute/path (the key in \
              storage.ssh_key, never a password in the URL)",
-            redact::url(value)
+            redact::endpoint(value)
         )
     };
     // The URL parser would fold `..` away: refuse it as written.
@@ -272,7 +272,15 @@ fn parse_sftp(value: &str) -> Result<StorageUrl, String> {
     if url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
         return Err(bad());
     }
-    let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(bad)?;
+    // The host reaches `ssh` as an argument: never one that reads as an
+    // option.
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty() && !h.starts_with('-'))
+        .ok_or_else(bad)?;
+    if url.port() == Some(0) {
+        return Err(bad());
+    }
     let root = percent_encoding::percent_decode_str(url.path())
         .decode_utf8()
         .map_err(|_| bad())?
@@ -298,7 +306,7 @@ fn parse_webdav(value: &str) -> Result<StorageUrl, String> {
         format!(
             "storage.url {}: expected webdav://host[:port]/path (https) or \
              webdav+http://host[:port]/path, the login in storage.username and storage.password",
-            redact::url(value)
+            redact::endpoint(value)
         )
     };
     if value
@@ -317,11 +325,17 @@ fn parse_webdav(value: &str) -> Result<StorageUrl, String> {
         return Err(bad());
     }
     let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(bad)?;
+    if url.port() == Some(0) {
+        return Err(bad());
+    }
     let root = percent_encoding::percent_decode_str(url.path())
         .decode_utf8()
         .map_err(|_| bad())?
         .trim_end_matches('/')
         .to_string();
+    if root.split('/').any(|s| s == "..") {
+        return Err(bad());
+    }
     Ok(StorageUrl::Webdav {
         tls,
         host: host.to_string(),
@@ -343,13 +357,18 @@ fn parse_azblob(value: &str, rest: &str) -> Result<StorageUrl, String> {
         && !container.contains("--");
     if !valid {
         return Err(format!(
-            "storage.url {value:?}: expected azblob://container/prefix, the container 3-63 \
-             lowercase letters, digits and hyphens; put the account in [storage]"
+            "storage.url {}: expected azblob://container/prefix, the container 3-63 \
+             lowercase letters, digits and hyphens; put the account in [storage]",
+            redact::endpoint(value)
         ));
     }
-    if prefix.split('/').any(|s| s == "..") {
+    if prefix
+        .split('/')
+        .any(|s| s == ".." || s.eq_ignore_ascii_case("%2e%2e"))
+    {
         return Err(format!(
-            "storage.url {value:?}: the prefix must not climb (..)"
+            "storage.url {}: the prefix must not climb (..)",
+            redact::endpoint(value)
         ));
     }
     Ok(StorageUrl::Azblob {
@@ -375,7 +394,8 @@ impl TryFrom<String> for StorageUrl {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() || bucket.contains(['@', '?', ':']) {
                 return Err(format!(
-                    "storage.url {value:?}: expected s3://bucket/prefix; put endpoint, region and keys in [storage]"
+                    "storage.url {}: expected s3://bucket/prefix; put endpoint, region and keys in [storage]",
+                    redact::endpoint(&value)
                 ));
             }
             return Ok(StorageUrl::S3 {
@@ -396,7 +416,7 @@ impl TryFrom<String> for StorageUrl {
             return Err(format!(
                 "storage.url {}: unsupported scheme; use file:///path, s3://bucket/prefix, \
                  sftp://host/path, webdav://host/path or azblob://container/prefix",
-                redact::url(&value)
+                redact::endpoint(&value)
             ));
         }
         if value.is_empty() {

@@ -5,7 +5,7 @@ use super::error::RestoreError;
 use crate::{
     Error,
     context::Context,
-    history::HistoryError,
+    history::{BackupRun, HistoryError},
     model::{BackupType, RunStatus, check_target_name},
     storage::{ArtifactKey, Listed, MANIFEST_SUFFIX, Manifest},
 };
@@ -122,6 +122,18 @@ pub async fn find(
             })?
         }
     };
+    // Storage is not trusted: where history still has the run, the
+    // artifact must be the one it recorded (a forged artifact with a
+    // matching manifest is refused).
+    match ctx.history.get(manifest.run_id).await {
+        Ok(run) => agree(&run, &manifest)?,
+        Err(HistoryError::NotFound(_)) => warnings.push(format!(
+            "run {} of {} is not in this history (cleaned up, or made by another deployment): \
+             the artifact is checked against its own manifest only",
+            manifest.run_id, manifest.artifact
+        )),
+        Err(e) => return Err(e.into()),
+    }
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
@@ -184,5 +196,34 @@ fn only_target(ctx: &Context, backup_type: BackupType) -> Result<String, Error> 
             names.join(", ")
         ))
         .into()),
+    }
+}
+
+/// Checks that history's record of a run and the manifest in storage name
+/// the same artifact, size and sha256.
+///
+/// # Errors
+///
+/// [`RestoreError::Damaged`] saying how they differ.
+pub(crate) fn agree(run: &BackupRun, manifest: &Manifest) -> Result<(), Error> {
+    let same = run.artifact.as_deref() == Some(manifest.artifact.as_str())
+        && run.sha256.as_deref() == Some(manifest.sha256.as_str())
+        && run.size_bytes.and_then(|s| u64::try_from(s).ok()) == Some(manifest.size_bytes);
+    if same {
+        Ok(())
+    } else {
+        Err(RestoreError::Damaged {
+            key: manifest.artifact.clone(),
+            what: format!(
+                "its manifest (sha256 {}, {} bytes) disagrees with run {} in history (sha256 {}, \
+                 {} bytes)",
+                manifest.sha256,
+                manifest.size_bytes,
+                run.id,
+                run.sha256.as_deref().unwrap_or("none"),
+                run.size_bytes.unwrap_or_default()
+            ),
+        }
+        .into())
     }
 }

@@ -148,11 +148,11 @@ pub async fn stream_artifact<T: Send + 'static>(
 }
 
 /// The identities that open `manifest`'s artifact, when it is encrypted.
-fn opener_of(ctx: &Context, manifest: &Manifest) -> Result<Option<Opener>, RestoreError> {
+fn opener_of(ctx: &Context, manifest: &Manifest) -> Result<Option<Arc<Opener>>, RestoreError> {
     manifest
         .encryption
         .as_ref()
-        .map(|e| Opener::for_artifact(&ctx.settings.encryption, &manifest.artifact, e))
+        .map(|e| ctx.opener(&manifest.artifact, e))
         .transpose()
 }
 
@@ -168,17 +168,7 @@ pub(crate) async fn check_opens(ctx: &Context, manifest: &Manifest) -> Result<()
     let Some(opener) = opener_of(ctx, manifest)? else {
         return Ok(());
     };
-    // An age header is one line per recipient: 64 KiB holds the largest
-    // the manifest check admits.
-    const HEAD: usize = 64 << 10;
-    let mut stream = ctx.storage.read(&manifest.artifact).await?;
-    let mut head = Vec::new();
-    while head.len() < HEAD
-        && let Some(chunk) = stream.try_next().await?
-    {
-        head.extend_from_slice(&chunk);
-    }
-    drop(stream);
+    let head = read_head(ctx, &manifest.artifact).await?;
     let key = manifest.artifact.clone();
     tokio::task::spawn_blocking(move || opener.check_head(&key, &head))
         .await
@@ -187,6 +177,20 @@ pub(crate) async fn check_opens(ctx: &Context, manifest: &Manifest) -> Result<()
             source: io::Error::other(e.to_string()),
         })??;
     Ok(())
+}
+
+/// The first bytes of an artifact: an age header is one line per
+/// recipient, and 64 KiB holds the largest the manifest check admits.
+pub(crate) async fn read_head(ctx: &Context, key: &str) -> Result<Vec<u8>, Error> {
+    const HEAD: usize = 64 << 10;
+    let mut stream = ctx.storage.read(key).await?;
+    let mut head = Vec::new();
+    while head.len() < HEAD
+        && let Some(chunk) = stream.try_next().await?
+    {
+        head.extend_from_slice(&chunk);
+    }
+    Ok(head)
 }
 
 /// Checks the stored bytes of `manifest`'s artifact (size and sha256)

@@ -10,15 +10,15 @@ use chrono::Utc;
 use super::{
     archive::{Refusal, Rules, admit_entry},
     error::RestoreError,
-    find::manifest_of,
-    stream::{check_stored, stream_artifact},
+    find::{agree, manifest_of},
+    stream::{check_stored, read_head, stream_artifact},
 };
 use crate::{
     Error,
     config::ToolSettings,
     context::Context,
     engine::{postgres, sqlite},
-    history::{BackupRun, HistoryError},
+    history::HistoryError,
     model::{BackupType, RunStatus, human_bytes, one_line},
     pipeline::Progress,
     storage::{ArtifactKey, Manifest},
@@ -107,6 +107,9 @@ pub struct Verified {
     pub engine: Option<String>,
     /// Whether it is whole and readable.
     pub ok: bool,
+    /// Whether its content was read through and checked in its format;
+    /// false when only the stored bytes could be (encrypted, no identity).
+    pub content_checked: bool,
     /// What was checked, or what is wrong.
     pub detail: String,
 }
@@ -179,8 +182,10 @@ pub async fn verify(
     for key in keys {
         let result = verify_one(ctx, &key).await;
         if let Some(id) = result.run_id {
-            let outcome = if result.ok {
+            let outcome = if result.ok && result.content_checked {
                 "ok".to_string()
+            } else if result.ok {
+                "ok (stored bytes only: encrypted, not decrypted)".to_string()
             } else {
                 format!("failed: {}", result.detail)
             };
@@ -223,10 +228,12 @@ async fn verify_one(ctx: &Context, key: &str) -> Verified {
         artifact: key.to_string(),
         engine: None,
         ok: false,
+        content_checked: false,
         detail: String::new(),
     };
     match check(ctx, key).await {
-        Ok((manifest, detail)) => {
+        Ok((manifest, content, detail)) => {
+            result.content_checked = content;
             result.run_id = Some(manifest.run_id);
             result.backup_type = manifest.backup_type;
             result.target = manifest.target;
@@ -239,8 +246,9 @@ async fn verify_one(ctx: &Context, key: &str) -> Verified {
     result
 }
 
-/// Checks one artifact; returns its manifest and what was proven.
-async fn check(ctx: &Context, key: &str) -> Result<(Manifest, String), Error> {
+/// Checks one artifact; returns its manifest, whether its content was
+/// read through (not only its stored bytes), and what was proven.
+async fn check(ctx: &Context, key: &str) -> Result<(Manifest, bool, String), Error> {
     let manifest = manifest_of(ctx, key).await?;
     // History must agree with the manifest, when it still has the run.
     let in_history = match ctx.history.get(manifest.run_id).await {
@@ -256,11 +264,18 @@ async fn check(ctx: &Context, key: &str) -> Result<(Manifest, String), Error> {
         && !ctx.settings.encryption.can_decrypt()
     {
         check_stored(ctx, &manifest).await?;
+        let head = read_head(ctx, &manifest.artifact).await?;
+        crate::crypt::check_header(&head, encryption).map_err(|what| RestoreError::Damaged {
+            key: manifest.artifact.clone(),
+            what,
+        })?;
         return Ok((
             manifest.clone(),
+            false,
             format!(
-                "{} bytes, sha256 matches the manifest{history_too}; encrypted with age (to {}): \
-                 its content is checked only with the identity (--identity FILE)",
+                "{} bytes, sha256 matches the manifest{history_too}, and the age header is whole; \
+                 encrypted (to {}): its content is checked only with the identity (--identity \
+                 FILE)",
                 manifest.size_bytes,
                 encryption.describe()
             ),
@@ -282,6 +297,7 @@ async fn check(ctx: &Context, key: &str) -> Result<(Manifest, String), Error> {
     };
     Ok((
         manifest.clone(),
+        true,
         format!(
             "{} bytes, sha256 matches the manifest{history_too}; {}expands to {expanded} bytes \
              ({}); {deep}",
@@ -294,29 +310,6 @@ async fn check(ctx: &Context, key: &str) -> Result<(Manifest, String), Error> {
             human_bytes(expanded)
         ),
     ))
-}
-
-fn agree(run: &BackupRun, manifest: &Manifest) -> Result<(), Error> {
-    let same = run.artifact.as_deref() == Some(manifest.artifact.as_str())
-        && run.sha256.as_deref() == Some(manifest.sha256.as_str())
-        && run.size_bytes.and_then(|s| u64::try_from(s).ok()) == Some(manifest.size_bytes);
-    if same {
-        Ok(())
-    } else {
-        Err(RestoreError::Damaged {
-            key: manifest.artifact.clone(),
-            what: format!(
-                "its manifest (sha256 {}, {} bytes) disagrees with run {} in history (sha256 {}, \
-                 {} bytes)",
-                manifest.sha256,
-                manifest.size_bytes,
-                run.id,
-                run.sha256.as_deref().unwrap_or("none"),
-                run.size_bytes.unwrap_or_default()
-            ),
-        }
-        .into())
-    }
 }
 
 /// What a format check left to finish on the async side.

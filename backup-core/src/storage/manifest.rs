@@ -9,6 +9,9 @@ use crate::model::{BackupType, check_target_name};
 /// Suffix of the manifest beside each artifact.
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 
+/// A manifest saying a run took longer than this is not believed.
+const MAX_RUN_DAYS: i64 = 31;
+
 /// The JSON document stored beside each artifact.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -145,6 +148,32 @@ impl Manifest {
             return Err(format!(
                 "it says run {}, but its artifact is named for run {}",
                 self.run_id, key.run_id
+            ));
+        }
+        // Retention orders by these times: they must be the key's own.
+        let named = format!(
+            "{}-{}-{}.",
+            self.target,
+            self.started_at.format("%Y%m%dT%H%M%SZ"),
+            self.run_id
+        );
+        if !artifact
+            .rsplit('/')
+            .next()
+            .is_some_and(|f| f.starts_with(&named))
+        {
+            return Err(format!(
+                "it says the run started at {}, but its artifact is named for another time",
+                self.started_at.format("%Y-%m-%dT%H:%M:%SZ")
+            ));
+        }
+        if self.created_at < self.started_at
+            || self.created_at - self.started_at > chrono::Duration::days(MAX_RUN_DAYS)
+        {
+            return Err(format!(
+                "it says the artifact was complete at {}, not within {MAX_RUN_DAYS} days after \
+                 the run started",
+                self.created_at.format("%Y-%m-%dT%H:%M:%SZ")
             ));
         }
         if i64::try_from(self.size_bytes).is_err() {

@@ -76,7 +76,7 @@ pub async fn artifacts(State(state): State<AppState>, Signed { me, csrf }: Signe
                                         td {
                                             @match run.and_then(|r| r.verify_result.as_ref().map(|v| (v, r.verified_at))) {
                                                 Some((result, at)) => {
-                                                    @if result == "ok" { span.badge.success { "✓ ok" } } @else { span.badge.failed { "✗ " (result) } }
+                                                    @if result == "ok" { span.badge.success { "✓ ok" } } @else if result.starts_with("ok ") { span.badge.running title=(result) { "✓ bytes only" } } @else { span.badge.failed { "✗ " (result) } }
                                                     @if let Some(at) = at { " " (view::when(at, tz, now)) }
                                                 }
                                                 None => { span.muted { "not verified" } }

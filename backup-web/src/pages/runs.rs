@@ -299,36 +299,47 @@ fn run_action(csrf: &Csrf, action: &str, run: i64, label: &str) -> Markup {
 /// the artifact file (no secret: the database is a placeholder).
 fn restore_commands(run: &BackupRun, m: &Manifest) -> Markup {
     let file = m.artifact.rsplit('/').next().unwrap_or(&m.artifact);
-    let cat = match m.compression.as_str() {
-        "zstd" => format!("zstd -dc {file}"),
-        "gzip" => format!("gzip -dc {file}"),
-        _ => format!("cat {file}"),
+    // Encrypted: age first, with the identity kept off the backup host.
+    let (source, identity) = match &m.encryption {
+        Some(_) => (
+            format!("age -d -i backup-key.txt {file}"),
+            " --identity backup-key.txt",
+        ),
+        None => (String::new(), ""),
+    };
+    let cat = match (m.compression.as_str(), source.is_empty()) {
+        ("zstd", true) => format!("zstd -dc {file}"),
+        ("gzip", true) => format!("gzip -dc {file}"),
+        (_, true) => format!("cat {file}"),
+        ("zstd", false) => format!("{source} | zstd -dc"),
+        ("gzip", false) => format!("{source} | gzip -dc"),
+        (_, false) => source.clone(),
     };
     let (tool, by_hand) = match m.engine.as_str() {
         "postgresql" => (
             format!(
-                "backup-cli restore database --target {} --run {}",
+                "backup-cli restore database --target {} --run {}{identity}",
                 run.target, run.id
             ),
             format!("{cat} | pg_restore --clean --if-exists --no-owner -d \"$DATABASE_URL\""),
         ),
         "mysql" => (
             format!(
-                "backup-cli restore database --target {} --run {}",
+                "backup-cli restore database --target {} --run {}{identity}",
                 run.target, run.id
             ),
             format!("{cat} | mariadb \"$DATABASE\""),
         ),
         "sqlite" => (
             format!(
-                "backup-cli restore database --target {} --run {}",
+                "backup-cli restore database --target {} --run {}{identity}",
                 run.target, run.id
             ),
             format!("{cat} > restored.db"),
         ),
         _ => (
             format!(
-                "backup-cli restore media --target {} --run {} --to ./restored",
+                "backup-cli restore media --target {} --run {} --to ./restored{identity}",
                 run.target, run.id
             ),
             format!("mkdir -p restored && {cat} | tar -xf - -C restored"),
