@@ -737,7 +737,7 @@ def run_all(opts) -> dict:
         enc = write_config(opts.work / "local-age.toml", base_config(
             opts, data, storage_section(f"file://{opts.work}/store-age"))
             + f'\n[encryption]\nrecipients = ["{public}"]\n')
-        age_out = Outputs(raw, "pg-age", "dump.zst.age")
+        age_out = Outputs(raw, "age", "dump.zst.age")
         results["pairs"].append(backup_pair(
             "7. PostgreSQL backup, encrypted with age",
             ours(opts, enc, "backup-cli backup database (zstd, age)",
@@ -748,7 +748,7 @@ def run_all(opts) -> dict:
     if "empty" in want:
         # The fixed cost of a run: history, preflight, fsyncs, manifest,
         # retention listing, with next to nothing to dump.
-        empty_out = Outputs(raw, "pg-empty", "dump.zst")
+        empty_out = Outputs(raw, "empty", "dump.zst")
         results["pairs"].append(backup_pair(
             "8. Empty PostgreSQL database (the fixed cost of a run)",
             ours(opts, local, "backup-cli backup database (empty)",
@@ -1108,7 +1108,7 @@ def main() -> None:
     log(f"wrote {opts.out}")
     if opts.drop_data:
         data: Data = results["data"]
-        for db in {data.pg_large, data.pg_small}:
+        for db in {data.pg_large, data.pg_small, data.pg_empty}:
             pg_drop(db)
         mariadb(f"DROP DATABASE IF EXISTS `{data.my_db}`")
         for entry in opts.work.iterdir():

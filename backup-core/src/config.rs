@@ -38,7 +38,7 @@ pub use self::{
     error::{CONFIG_ENV, ConfigError},
     sections::{
         CompressionSettings, HistorySettings, HostKeyCheck, HttpSettings, QueueSettings,
-        RetrySettings, StorageSettings, ToolSettings, WorkerSettings,
+        RetentionPolicy, RetrySettings, StorageSettings, ToolSettings, WorkerSettings,
     },
     smtp::{SmtpEndpoint, SmtpSecurity, SmtpSettings, SmtpTls},
     targets::{

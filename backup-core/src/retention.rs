@@ -8,24 +8,7 @@ use crate::{
     storage::{Manifest, Storage, StorageError},
 };
 
-/// Which artifacts to keep, the way restic and borg define it: `last`
-/// keeps the newest N; each calendar rule keeps the newest artifact of each
-/// of the last N periods (days, ISO weeks, months, years, in the
-/// configured timezone) that have one. An artifact kept by any rule stays;
-/// the newest is always kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Policy {
-    /// Keep the newest N.
-    pub last: u32,
-    /// Keep one per day, for N days that have one.
-    pub daily: u32,
-    /// One per ISO week.
-    pub weekly: u32,
-    /// One per month.
-    pub monthly: u32,
-    /// One per year.
-    pub yearly: u32,
-}
+pub use crate::config::RetentionPolicy as Policy;
 
 /// An artifact retention keeps, and why ("last 1", "monthly 2026-10").
 #[derive(Debug, Clone, PartialEq)]

@@ -53,6 +53,8 @@ fn the_benchmark_harness_runs_every_section_in_quick_mode() {
         "4. PostgreSQL restore",
         "5. Media restore",
         "6. PostgreSQL backup to S3",
+        "7. PostgreSQL backup, encrypted with age",
+        "8. Empty PostgreSQL database",
     ] {
         assert!(
             titles.iter().any(|t| t.starts_with(section)),

@@ -76,6 +76,25 @@ pub struct StorageSettings {
     pub account_key: Option<SecretString>,
 }
 
+/// Which artifacts to keep, the way restic and borg define it: `last`
+/// keeps the newest N; each calendar rule keeps the newest artifact of each
+/// of the last N periods (days, ISO weeks, months, years, in the
+/// configured timezone) that have one. An artifact kept by any rule stays;
+/// the newest is always kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionPolicy {
+    /// Keep the newest N.
+    pub last: u32,
+    /// Keep one per day, for N days that have one.
+    pub daily: u32,
+    /// One per ISO week.
+    pub weekly: u32,
+    /// One per month.
+    pub monthly: u32,
+    /// One per year.
+    pub yearly: u32,
+}
+
 /// How an SFTP server's host key is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -116,7 +135,7 @@ impl Default for StorageSettings {
 
 impl StorageSettings {
     /// The retention rules of `[storage]`.
-    pub fn retention(&self) -> crate::retention::Policy {
+    pub fn retention(&self) -> RetentionPolicy {
         let calendar = [
             self.keep_daily,
             self.keep_weekly,
@@ -125,7 +144,7 @@ impl StorageSettings {
         ]
         .iter()
         .any(|n| *n > 0);
-        crate::retention::Policy {
+        RetentionPolicy {
             last: self.keep.unwrap_or(if calendar { 1 } else { 10 }),
             daily: self.keep_daily,
             weekly: self.keep_weekly,
