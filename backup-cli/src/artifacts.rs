@@ -145,13 +145,23 @@ async fn prune(
             t.name(),
         )
         .await?;
+        // Deleted first, then told: a closed pipe (`| head`) must not stop
+        // the pruning half-way, or leave it undone.
+        let deleted = if dry_run {
+            0
+        } else {
+            retention::apply(&storage, &plan, t.backup_type(), t.name())
+                .await?
+                .len()
+        };
         outln!(
-            "{} {}: keep {}, {} {}",
+            "{} {}: keep {}, {} {} (periods in {})",
             t.backup_type(),
             t.name(),
             plan.keep.len(),
-            if dry_run { "would delete" } else { "delete" },
-            plan.delete.len()
+            if dry_run { "would delete" } else { "deleted" },
+            if dry_run { plan.delete.len() } else { deleted },
+            settings.timezone.0.name()
         );
         for kept in &plan.keep {
             outln!(
@@ -162,9 +172,6 @@ async fn prune(
         }
         for gone in &plan.delete {
             outln!("  delete  {}", gone.artifact);
-        }
-        if !dry_run {
-            retention::apply(&storage, &plan, t.backup_type(), t.name()).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -50,6 +50,28 @@ impl Context {
         })
     }
 
+    /// Reads the configured identities now, when there are any: a missing
+    /// or unreadable identity file is a mistake in the command, said once
+    /// before any artifact is looked at.
+    ///
+    /// # Errors
+    ///
+    /// [`RestoreError::Identity`] when the identity file cannot be read.
+    pub fn check_identity(&self) -> Result<(), RestoreError> {
+        match self.loaded() {
+            Err(why) => Err(RestoreError::Identity(why.clone())),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    fn loaded(&self) -> &Result<Option<Arc<Opener>>, String> {
+        self.opener.get_or_init(|| {
+            Opener::load(&self.settings.encryption)
+                .map(|o| o.map(Arc::new))
+                .map_err(|e| e.to_string())
+        })
+    }
+
     /// The identities that open the encrypted artifact `key`.
     ///
     /// # Errors
@@ -57,16 +79,17 @@ impl Context {
     /// [`RestoreError::NoIdentity`] when none is configured,
     /// [`RestoreError::Identity`] when the identity file cannot be read.
     pub fn opener(&self, key: &str, encryption: &Encryption) -> Result<Arc<Opener>, RestoreError> {
-        let loaded = self.opener.get_or_init(|| {
-            Opener::load(&self.settings.encryption)
-                .map(|o| o.map(Arc::new))
-                .map_err(|e| e.to_string())
-        });
-        match loaded {
+        match self.loaded() {
             Ok(Some(opener)) => Ok(opener.clone()),
             Ok(None) => Err(RestoreError::NoIdentity {
                 key: key.to_string(),
                 to: encryption.describe(),
+                how: if encryption.passphrase {
+                    "give its passphrase: encryption.passphrase or BACKUP__ENCRYPTION__PASSPHRASE"
+                } else {
+                    "give the identity that opens it: --identity FILE, encryption.identity_file or \
+                     BACKUP__ENCRYPTION__IDENTITY_FILE"
+                },
             }),
             Err(why) => Err(RestoreError::Identity(why.clone())),
         }

@@ -246,6 +246,14 @@ fn media_encrypted_to_a_passphrase_round_trips_and_a_wrong_one_restores_nothing(
 
     let into = sandbox.path().join("back");
     let into_arg = into.to_string_lossy().into_owned();
+    let out = sandbox
+        .cli(&["restore", "media", "--target", "photos", "--to", &into_arg])
+        .failure();
+    assert!(
+        out.stderr.contains("BACKUP__ENCRYPTION__PASSPHRASE"),
+        "{}",
+        out.all()
+    );
     let out = with(
         "a wrong passphrase!!",
         &["restore", "media", "--target", "photos", "--to", &into_arg],
@@ -352,6 +360,26 @@ fn an_identity_read_once_serves_every_artifact_and_verify_records_what_it_checke
     assert_eq!(
         runs[0]["verify_result"], "ok (stored bytes only: encrypted, not decrypted)",
         "{runs:#?}"
+    );
+    // A wrong identity, or none readable: said, never recorded against
+    // the backups.
+    let (wrong, _) = keygen(&sandbox, "wrong.txt");
+    let out = sandbox
+        .cli(&["verify", "--all", "--identity", &wrong.to_string_lossy()])
+        .failure();
+    assert!(out.stdout.contains("cannot be decrypted"), "{}", out.all());
+    let out = sandbox
+        .cli(&["verify", "--all", "--identity", "/nonexistent/key.txt"])
+        .failure();
+    assert!(
+        out.stderr.contains("identity file /nonexistent/key.txt"),
+        "{}",
+        out.all()
+    );
+    assert!(!out.stdout.contains("FAILED"), "{}", out.all());
+    assert_eq!(
+        sandbox.runs()[0]["verify_result"],
+        "ok (stored bytes only: encrypted, not decrypted)"
     );
     // Random bytes with a manifest and a history row to match: not an age
     // file, and verify says so even without the identity.

@@ -184,6 +184,11 @@ fn sftp_round_trips_publishes_whole_files_and_removes_a_failed_upload() {
         "an unknown host key was accepted: {}",
         out.all()
     );
+    assert!(
+        out.all().contains("Host key verification failed"),
+        "{}",
+        out.all()
+    );
 }
 
 #[test]

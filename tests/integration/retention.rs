@@ -108,7 +108,7 @@ fn calendar_retention_keeps_a_backup_per_period_and_says_why() {
     }
     let again = sandbox.cli(&["artifacts", "prune"]).success();
     assert!(
-        again.stdout.contains("keep 5, delete 0"),
+        again.stdout.contains("keep 5, deleted 0"),
         "{}",
         again.stdout
     );

@@ -61,8 +61,9 @@ pub struct StorageSettings {
     /// `~/.ssh/id_*` or the agent).
     pub ssh_key: Option<PathBuf>,
     /// SFTP: how the server's host key is checked: `strict` (it must be in
-    /// `~/.ssh/known_hosts`), `accept-new` (learn it on first contact) or
-    /// `off` (never check: tests only).
+    /// the known_hosts of the user running the tool) or `accept-new` (learn
+    /// it on first contact, refuse it if it changes). There is no "off":
+    /// ssh would record the key anyway, and trust it from then on.
     pub ssh_host_key_check: HostKeyCheck,
     /// WebDAV: the login name.
     pub username: Option<String>,
@@ -104,8 +105,6 @@ pub enum HostKeyCheck {
     Strict,
     /// Learnt on first contact, refused if it changes later.
     AcceptNew,
-    /// Not checked.
-    Off,
 }
 
 impl Default for StorageSettings {

@@ -19,15 +19,14 @@ pub enum RestoreError {
         what: String,
     },
     /// The artifact is encrypted and no identity is configured.
-    #[error(
-        "artifact {key} is encrypted with age (to {to}); give the identity that opens it: \
-         --identity FILE, encryption.identity_file or BACKUP__ENCRYPTION__IDENTITY_FILE"
-    )]
+    #[error("artifact {key} is encrypted with age (to {to}); {how}")]
     NoIdentity {
         /// The artifact's key.
         key: String,
         /// Whom it is encrypted to.
         to: String,
+        /// What to give.
+        how: &'static str,
     },
     /// The identity cannot be read, or does not open the artifact.
     #[error("{0}")]

@@ -110,6 +110,10 @@ pub struct Verified {
     /// Whether its content was read through and checked in its format;
     /// false when only the stored bytes could be (encrypted, no identity).
     pub content_checked: bool,
+    /// The configured identity did not open it (a fact about the key, not
+    /// the artifact: not recorded in history).
+    #[serde(skip)]
+    pub identity_refused: bool,
     /// What was checked, or what is wrong.
     pub detail: String,
 }
@@ -171,6 +175,8 @@ pub async fn verify(
             keys
         }
     };
+    // A bad identity file is the command's mistake, not the artifacts'.
+    ctx.check_identity()?;
     if keys.is_empty() {
         return Err(RestoreError::NotFound(match target {
             Some(t) => format!("storage holds no artifact of {t:?}"),
@@ -181,7 +187,9 @@ pub async fn verify(
     let mut results = Vec::new();
     for key in keys {
         let result = verify_one(ctx, &key).await;
-        if let Some(id) = result.run_id {
+        // An identity that does not open the artifact says nothing about
+        // the artifact: reported, not recorded against its run.
+        if let Some(id) = result.run_id.filter(|_| !result.identity_refused) {
             let outcome = if result.ok && result.content_checked {
                 "ok".to_string()
             } else if result.ok {
@@ -229,6 +237,7 @@ async fn verify_one(ctx: &Context, key: &str) -> Verified {
         engine: None,
         ok: false,
         content_checked: false,
+        identity_refused: false,
         detail: String::new(),
     };
     match check(ctx, key).await {
@@ -241,7 +250,13 @@ async fn verify_one(ctx: &Context, key: &str) -> Verified {
             result.ok = true;
             result.detail = detail;
         }
-        Err(e) => result.detail = one_line(&e.to_string()),
+        Err(e) => {
+            result.identity_refused = matches!(
+                e,
+                Error::Restore(RestoreError::Identity(_) | RestoreError::NoIdentity { .. })
+            );
+            result.detail = one_line(&e.to_string());
+        }
     }
     result
 }

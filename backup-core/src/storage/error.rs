@@ -59,7 +59,21 @@ pub enum StorageError {
 /// OpenDAL errors print their whole context (and, for HTTP, long bodies);
 /// keep the kind and the message a person needs.
 pub(crate) fn describe(e: &opendal::Error) -> String {
-    let message = e.message().lines().next().unwrap_or_default();
+    let mut message = e.message().lines().next().unwrap_or_default().to_string();
+    // The cause says what went wrong ("Host key verification failed",
+    // "connection refused"), not only which layer failed: its first line,
+    // with every registered secret masked.
+    if let Some(cause) = std::error::Error::source(e) {
+        let cause = cause.to_string();
+        let first = cause
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.chars().all(|c| c == '@'))
+            .unwrap_or_default();
+        if !first.is_empty() && !message.contains(first) {
+            message = format!("{message}: {}", crate::redact::scrub(first));
+        }
+    }
     let refused = message.contains("Unauthorized") || message.contains("Forbidden");
     let hint = match e.kind() {
         ErrorKind::PermissionDenied => "; check the credentials and the permissions on the target",

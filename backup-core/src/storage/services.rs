@@ -74,7 +74,6 @@ pub(crate) fn build(settings: &StorageSettings) -> Result<Operator, StorageError
                 .known_hosts_strategy(match settings.ssh_host_key_check {
                     HostKeyCheck::Strict => "strict",
                     HostKeyCheck::AcceptNew => "add",
-                    HostKeyCheck::Off => "accept",
                 });
             if let Some(user) = user {
                 builder = builder.user(user);
