@@ -196,6 +196,12 @@ fn runs_list_reads_filters_as_people_type_them_and_never_writes() {
 
     // Reading migrates and writes nothing: an older schema stays as it is.
     let db = sandbox.path().join("history.db");
+    // The whole database in its main file (no WAL frames aside), so that
+    // putting these bytes back below restores exactly this state.
+    sh(&format!(
+        "sqlite3 '{}' 'PRAGMA wal_checkpoint(TRUNCATE)'",
+        db.display()
+    ));
     let current = fs::read(&db).expect("read");
     sh(&format!(
         "sqlite3 '{}' \"DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)\"",
@@ -209,6 +215,10 @@ fn runs_list_reads_filters_as_people_type_them_and_never_writes() {
         before,
         "runs list changed the history"
     );
+    // Frames a WAL may still hold belong to the file being replaced.
+    for side in ["history.db-wal", "history.db-shm"] {
+        let _ = fs::remove_file(sandbox.path().join(side));
+    }
     fs::write(&db, current).expect("put the current schema back");
     assert_eq!(list(&[]), [3, 2, 1]);
 
