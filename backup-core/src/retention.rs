@@ -163,7 +163,14 @@ mod tests {
     use chrono::{Duration, TimeZone, Utc};
 
     fn manifest(run_id: i64, hours: i64) -> Manifest {
-        let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::hours(hours);
+        fixture(
+            run_id,
+            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::hours(hours),
+        )
+    }
+
+    /// A manifest of target `app` for run `run_id`, made at `at`.
+    pub(super) fn fixture(run_id: i64, at: chrono::DateTime<Utc>) -> Manifest {
         Manifest {
             version: 1,
             run_id,
@@ -179,8 +186,8 @@ mod tests {
             sha256: String::new(),
             source_bytes: 1,
             files: None,
-            started_at: t,
-            created_at: t,
+            started_at: at,
+            created_at: at,
             encryption: None,
         }
     }
@@ -321,26 +328,10 @@ mod properties {
     use super::*;
 
     fn manifest(run_id: i64, minutes: i64) -> Manifest {
-        let t = Utc.with_ymd_and_hms(2024, 12, 20, 0, 0, 0).unwrap() + Duration::minutes(minutes);
-        Manifest {
-            version: 1,
+        super::tests::fixture(
             run_id,
-            backup_type: BackupType::Database,
-            target: "app".into(),
-            engine: "sqlite".into(),
-            format: "SQLite database file".into(),
-            server_version: None,
-            tool_version: None,
-            compression: "zstd".into(),
-            artifact: format!("database/app/app-{run_id}.sqlite3.zst"),
-            size_bytes: 1,
-            sha256: String::new(),
-            source_bytes: 1,
-            files: None,
-            started_at: t,
-            created_at: t,
-            encryption: None,
-        }
+            Utc.with_ymd_and_hms(2024, 12, 20, 0, 0, 0).unwrap() + Duration::minutes(minutes),
+        )
     }
 
     fn policy() -> impl Strategy<Value = Policy> {

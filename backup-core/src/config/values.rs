@@ -252,6 +252,52 @@ impl StorageUrl {
     }
 }
 
+/// What an `sftp://` or `webdav://` URL names, checked: no password, query
+/// or fragment in it, a host that cannot read as an option (it reaches
+/// `ssh` as an argument), no port 0, and no `..` however it is written
+/// (the URL parser would fold it away).
+struct ServerUrl {
+    user: Option<String>,
+    host: String,
+    port: Option<u16>,
+    /// Decoded, without a trailing `/`; "/" for the top.
+    root: String,
+}
+
+fn server_url(value: &str) -> Option<ServerUrl> {
+    let climbs = |path: &str| path.split('/').any(|s| s == "..");
+    if climbs(value) || value.to_ascii_lowercase().contains("%2e%2e") {
+        return None;
+    }
+    let url = Url::parse(value).ok()?;
+    if url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || url.port() == Some(0)
+    {
+        return None;
+    }
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty() && !h.starts_with('-'))?;
+    let root = percent_encoding::percent_decode_str(url.path())
+        .decode_utf8()
+        .ok()?
+        .trim_end_matches('/')
+        .to_string();
+    if climbs(&root) {
+        return None;
+    }
+    Some(ServerUrl {
+        user: Some(url.username())
+            .filter(|u| !u.is_empty())
+            .map(str::to_string),
+        host: host.to_string(),
+        port: url.port(),
+        root: if root.is_empty() { "/".into() } else { root },
+    })
+}
+
 /// `sftp://[user@]host[:port]/absolute/path`.
 fn parse_sftp(value: &str) -> Result<StorageUrl, String> {
     let bad = || {
@@ -261,42 +307,17 @@ fn parse_sftp(value: &str) -> Result<StorageUrl, String> {
             redact::endpoint(value)
         )
     };
-    // The URL parser would fold `..` away: refuse it as written.
-    if value
-        .split('/')
-        .any(|s| s == ".." || s.eq_ignore_ascii_case("%2e%2e"))
-    {
-        return Err(bad());
-    }
-    let url = Url::parse(value).map_err(|_| bad())?;
-    if url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
-        return Err(bad());
-    }
-    // The host reaches `ssh` as an argument: never one that reads as an
-    // option.
-    let host = url
-        .host_str()
-        .filter(|h| !h.is_empty() && !h.starts_with('-'))
-        .ok_or_else(bad)?;
-    if url.port() == Some(0) {
-        return Err(bad());
-    }
-    let root = percent_encoding::percent_decode_str(url.path())
-        .decode_utf8()
-        .map_err(|_| bad())?
-        .trim_end_matches('/')
-        .to_string();
-    if !root.starts_with('/') || root.split('/').any(|s| s == "..") {
-        return Err(bad());
-    }
-    let user = Some(url.username())
-        .filter(|u| !u.is_empty())
-        .map(str::to_string);
+    let ServerUrl {
+        user,
+        host,
+        port,
+        root,
+    } = server_url(value).ok_or_else(bad)?;
     Ok(StorageUrl::Sftp {
         user,
-        host: host.to_string(),
-        port: url.port(),
-        root: if root.is_empty() { "/".into() } else { root },
+        host,
+        port,
+        root,
     })
 }
 
@@ -309,39 +330,20 @@ fn parse_webdav(value: &str) -> Result<StorageUrl, String> {
             redact::endpoint(value)
         )
     };
-    if value
-        .split('/')
-        .any(|s| s == ".." || s.eq_ignore_ascii_case("%2e%2e"))
-    {
-        return Err(bad());
+    match server_url(value) {
+        Some(ServerUrl {
+            user: None,
+            host,
+            port,
+            root,
+        }) => Ok(StorageUrl::Webdav {
+            tls: !value.starts_with("webdav+http://"),
+            host,
+            port,
+            root,
+        }),
+        _ => Err(bad()),
     }
-    let tls = !value.starts_with("webdav+http://");
-    let url = Url::parse(value).map_err(|_| bad())?;
-    if !url.username().is_empty()
-        || url.password().is_some()
-        || url.query().is_some()
-        || url.fragment().is_some()
-    {
-        return Err(bad());
-    }
-    let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(bad)?;
-    if url.port() == Some(0) {
-        return Err(bad());
-    }
-    let root = percent_encoding::percent_decode_str(url.path())
-        .decode_utf8()
-        .map_err(|_| bad())?
-        .trim_end_matches('/')
-        .to_string();
-    if root.split('/').any(|s| s == "..") {
-        return Err(bad());
-    }
-    Ok(StorageUrl::Webdav {
-        tls,
-        host: host.to_string(),
-        port: url.port(),
-        root: if root.is_empty() { "/".into() } else { root },
-    })
 }
 
 /// `azblob://container/prefix`; container names are 3-63 characters of
