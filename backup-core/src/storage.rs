@@ -155,7 +155,7 @@ impl Storage {
         &self,
         backup_type: Option<BackupType>,
         target: Option<&str>,
-    ) -> Result<Vec<String>, StorageError> {
+    ) -> Result<Vec<(String, u64)>, StorageError> {
         let types = backup_type.map_or_else(
             || vec![BackupType::Database, BackupType::Media],
             |t| vec![t],
@@ -179,7 +179,7 @@ impl Storage {
                 entries
                     .iter()
                     .filter(|e| e.metadata().is_file())
-                    .map(|e| e.path().to_string()),
+                    .map(|e| (e.path().to_string(), e.metadata().content_length())),
             );
         }
         keys.sort();
@@ -201,11 +201,16 @@ impl Storage {
         target: Option<&str>,
     ) -> Result<Vec<Listed>, StorageError> {
         let mut out = Vec::new();
-        for key in self.files(backup_type, target).await? {
+        for (key, size) in self.files(backup_type, target).await? {
             if !key.ends_with(MANIFEST_SUFFIX) {
                 continue;
             }
-            let listed = match self.read_manifest(&key).await {
+            // The listing gave the size (0: a service that does not say),
+            // so no second request per manifest.
+            let listed = match self
+                .read_manifest(&key, Some(size).filter(|s| *s > 0))
+                .await
+            {
                 Ok(manifest) => match manifest.check(&key) {
                     Ok(()) => Listed::Valid(Box::new(manifest)),
                     Err(reason) => Listed::Damaged { key, reason },
@@ -243,15 +248,20 @@ impl Storage {
             .collect())
     }
 
-    async fn read_manifest(&self, key: &str) -> Result<Manifest, StorageError> {
+    /// `size` is the manifest's size when a listing gave it (else it is
+    /// asked for).
+    async fn read_manifest(&self, key: &str, size: Option<u64>) -> Result<Manifest, StorageError> {
         // Storage is not trusted: a manifest is a few hundred bytes, and a
         // huge one is refused before it is held in memory.
         let op = self.op().await?;
-        let size = op
-            .stat(key)
-            .await
-            .map_err(op_err("read", key))?
-            .content_length();
+        let size = match size {
+            Some(size) => size,
+            None => op
+                .stat(key)
+                .await
+                .map_err(op_err("read", key))?
+                .content_length(),
+        };
         if size > MAX_MANIFEST_BYTES {
             return Err(StorageError::BadManifest {
                 key: key.into(),
@@ -279,7 +289,7 @@ impl Storage {
     /// with its key.
     pub async fn manifest(&self, artifact: &str) -> Result<Option<Manifest>, StorageError> {
         let key = format!("{artifact}{MANIFEST_SUFFIX}");
-        match self.read_manifest(&key).await {
+        match self.read_manifest(&key, None).await {
             Ok(m) => match m.check(&key) {
                 Ok(()) => Ok(Some(m)),
                 Err(message) => Err(StorageError::BadManifest { key, message }),
@@ -315,9 +325,13 @@ impl Storage {
         backup_type: Option<BackupType>,
         target: Option<&str>,
     ) -> Result<Vec<String>, StorageError> {
-        let mut keys = self.files(backup_type, target).await?;
-        keys.retain(|k| !k.ends_with(MANIFEST_SUFFIX));
-        Ok(keys)
+        Ok(self
+            .files(backup_type, target)
+            .await?
+            .into_iter()
+            .map(|(key, _)| key)
+            .filter(|k| !k.ends_with(MANIFEST_SUFFIX))
+            .collect())
     }
 
     /// The bytes of `key`, streamed in chunks.
