@@ -36,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dashboard  # noqa: E402  (bench/dashboard.py: the dashboard section)
+import paths  # noqa: E402  (bench/paths.py: every storage path's memory)
 
 PG = "postgres://postgres@127.0.0.1:5432"
 MY = ["--host=127.0.0.1", "--port=3306", "--user=root"]
@@ -47,7 +48,7 @@ MARK_END = "<!-- figures:end -->"
 
 # Targets of the benchmark issue.
 TARGET_RATIO = 1.10
-TARGET_BACKUP_RSS_MB = 80
+TARGET_BACKUP_RSS_MB = 48
 TARGET_RESTORE_RSS_MB = 32
 TARGET_RSS_SPREAD = 0.10
 TARGET_IDLE_RSS_MB = 30
@@ -838,6 +839,9 @@ def run_all(opts) -> dict:
             opts, max(1, opts.runs // 2 + 1), prepare=lambda: pg_create(fresh))
         pg_drop(fresh)
 
+    if "paths" in want:
+        results["paths"] = paths.run(opts, data, sys.modules[__name__])
+
     if "worker" in want:
         results["idle"] = [idle_worker(opts, data, queue=True), idle_worker(opts, data, queue=False)]
 
@@ -971,13 +975,17 @@ def report(opts, results: dict) -> str:
                         f"within {TARGET_RSS_SPREAD:.0%}: {mark(spread <= TARGET_RSS_SPREAD)}")
             w(f"| {label} | {mb(a)} | {mb(b)} | {spread:.1%} | {goal} |")
         w("")
-        worst_backup = max((p.ours.peaks().get("backup-cli", 0) for k, p in pairs.items() if k in "123"), default=0)
+        worst_backup = max((p.ours.peaks().get("backup-cli", 0) for k, p in pairs.items() if k in "123678"),
+                           default=0)
         worst_restore = max((p.ours.peaks().get("backup-cli", 0) for k, p in pairs.items() if k in "45"), default=0)
         w(f"Highest backup-cli peak in any backup above: {mb(worst_backup)} "
           f"(target ≤ {TARGET_BACKUP_RSS_MB} MB: {mark(worst_backup / 1024 <= TARGET_BACKUP_RSS_MB)}); "
           f"in any restore: {mb(worst_restore)} "
           f"(target ≤ {TARGET_RESTORE_RSS_MB} MB: {mark(worst_restore / 1024 <= TARGET_RESTORE_RSS_MB)}).")
         w("")
+
+    if "paths" in results:
+        paths.report(results["paths"], sys.modules[__name__], w)
 
     if "idle" in results:
         w("### Idle worker")
@@ -1022,6 +1030,11 @@ def summary(results: dict) -> dict:
               "ratio": p.ratio(), "held_to_target": p.target} for p in results["pairs"]]
     out: dict = {"pairs": pairs,
                  "memory": {k: side(v) for k, v in results["memory"].items()}}
+    if "paths" in results:
+        out["paths"] = [{"storage": r.service, "encrypted": r.encrypted,
+                         **{k: side(getattr(r, k)) for k in
+                            ("backup_large", "backup_small", "restore_large", "restore_small")}}
+                        for r in results["paths"]]
     if "idle" in results:
         out["idle"] = [dataclasses.asdict(i) for i in results["idle"]]
     if "dashboard" in results:
@@ -1051,7 +1064,7 @@ def write_report(path: Path, body: str, start: str = MARK_START, end: str = MARK
 
 
 SECTIONS = ["pg", "encrypted", "empty", "mysql", "media", "restore-pg", "restore-media", "s3", "memory",
-            "worker", "latency",
+            "paths", "worker", "latency",
             "dashboard"]
 
 

@@ -19,7 +19,11 @@ pub mod ping;
 pub(crate) mod send;
 pub mod webhook;
 
-use std::{fmt, time::Duration};
+use std::{
+    fmt,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use chrono::Utc;
 use secrecy::ExposeSecret;
@@ -61,26 +65,39 @@ impl fmt::Display for Delivery {
 #[derive(Debug, Clone)]
 pub struct Notifier {
     settings: Settings,
-    http: reqwest::Client,
+    http: Http,
     retry: Retry,
     sender: Sender,
+}
+
+/// The HTTP client for webhooks and pings, built on first use: building it
+/// reads the system's CA certificates (tens of milliseconds), which a run
+/// with neither pays for nothing.
+#[derive(Debug, Clone, Default)]
+struct Http(Arc<OnceLock<reqwest::Client>>);
+
+impl Http {
+    fn client(&self) -> &reqwest::Client {
+        self.0.get_or_init(|| {
+            crate::install_crypto_provider();
+            reqwest::Client::builder()
+                .user_agent(concat!("backup-worker/", env!("CARGO_PKG_VERSION")))
+                .redirect(reqwest::redirect::Policy::limited(3))
+                .build()
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e.without_url(), "HTTP client set-up failed; using defaults");
+                    reqwest::Client::new()
+                })
+        })
+    }
 }
 
 impl Notifier {
     /// A notifier with the worker's retry policy (`retry.notification_*`).
     pub fn new(settings: &Settings) -> Self {
-        crate::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("backup-worker/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .build()
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e.without_url(), "HTTP client set-up failed; using defaults");
-                reqwest::Client::new()
-            });
         Self {
             settings: settings.clone(),
-            http,
+            http: Http::default(),
             retry: Retry {
                 attempts: settings.retry.notification_attempts.max(1),
                 backoff: Duration::from_secs(settings.retry.notification_backoff_seconds),
@@ -276,7 +293,7 @@ impl Notifier {
         };
         let mut results = Vec::new();
         for hook in &self.settings.webhooks {
-            let result = webhook::post(&self.http, &self.settings, hook, &notice)
+            let result = webhook::post(self.http.client(), &self.settings, hook, &notice)
                 .await
                 .map(|status| format!("HTTP {status}"))
                 .map_err(|e| e.reason);
@@ -296,7 +313,7 @@ impl Notifier {
             let result = self
                 .retry
                 .run("webhook", || async {
-                    webhook::post(&self.http, &self.settings, hook, notice)
+                    webhook::post(self.http.client(), &self.settings, hook, notice)
                         .await
                         .map(|_| ())
                 })
@@ -321,7 +338,7 @@ impl Notifier {
         let shown = redact::endpoint(&target);
         let result = self
             .retry
-            .run("ping", || ping::ping(&self.http, &target))
+            .run("ping", || ping::ping(self.http.client(), &target))
             .await;
         count("ping", result.is_ok());
         match result {

@@ -31,9 +31,9 @@ use crate::{
 };
 
 /// Compressed bytes handed to storage at a time.
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 256 << 10;
 /// Chunks in flight between the compressor and the storage writer.
-const CHANNEL_DEPTH: usize = 8;
+const CHANNEL_DEPTH: usize = 4;
 
 /// Bytes read from the source so far, shared with whoever shows progress.
 #[derive(Debug, Clone, Default)]

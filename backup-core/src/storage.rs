@@ -35,10 +35,14 @@ use crate::{
     model::{BackupType, check_target_name},
 };
 
-/// S3 multipart part size (S3 needs at least 5 MiB), also Azure's block
-/// size; two parts upload at once. Local files take each write as it comes: buffering them gains
-/// nothing and costs memory.
-const UPLOAD_CHUNK: usize = 8 << 20;
+/// S3 multipart part size: S3's minimum, as rclone and the AWS CLI use for
+/// uploads of unknown size. Two parts upload while a third fills, so this
+/// is most of the upload's memory (15 MiB). S3 allows 10,000 parts: an
+/// artifact can be at most 48.8 GiB. Local files take each write as it
+/// comes: buffering them gains nothing and costs memory.
+const S3_PART: usize = 5 << 20;
+/// Azure block size (Azure has no minimum; 50,000 blocks make 195 GiB at most).
+const AZURE_BLOCK: usize = 4 << 20;
 /// A manifest larger than this is damaged (they are under 2 KiB).
 const MAX_MANIFEST_BYTES: u64 = 64 << 10;
 /// Local reads go in pieces this big, two ahead. A restore holds a few
@@ -114,7 +118,11 @@ impl Storage {
                 self.op()
                     .await?
                     .writer_with(key)
-                    .chunk(UPLOAD_CHUNK)
+                    .chunk(if matches!(self.settings.url, StorageUrl::S3 { .. }) {
+                        S3_PART
+                    } else {
+                        AZURE_BLOCK
+                    })
                     .concurrent(2)
                     .await
                     .map_err(op_err("write", key))?,

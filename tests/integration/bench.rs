@@ -71,6 +71,25 @@ fn the_benchmark_harness_runs_every_section_in_quick_mode() {
             "no peak RSS of backup-cli in {pair}"
         );
     }
+    // Every storage path, plain and encrypted, backed up and restored.
+    let paths = figures["paths"].as_array().expect("paths");
+    for storage in ["local disk", "S3", "SFTP", "WebDAV", "Azure"] {
+        for encrypted in [false, true] {
+            let row = paths
+                .iter()
+                .find(|r| {
+                    r["storage"].as_str().is_some_and(|s| s.starts_with(storage))
+                        && r["encrypted"] == encrypted
+                })
+                .unwrap_or_else(|| panic!("no path {storage} (age: {encrypted}): {paths:?}"));
+            for run in ["backup_large", "backup_small", "restore_large", "restore_small"] {
+                assert!(
+                    row[run]["peak_rss_kb"]["backup-cli"].as_u64() > Some(0),
+                    "{storage} (age: {encrypted}) {run}: {row}"
+                );
+            }
+        }
+    }
     for memory in ["backup_small", "restore_small"] {
         assert!(
             figures["memory"][memory]["peak_rss_kb"]["backup-cli"].as_u64() > Some(0),

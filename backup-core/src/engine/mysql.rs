@@ -34,8 +34,10 @@ const PERMANENT_ERRORS: &[u16] = &[1044, 1045, 1049, 1698];
 ///
 /// [`EngineError`] with the cause and what to do.
 pub async fn prepare(db: &ServerDatabase, tools: &ToolSettings) -> Result<Source, EngineError> {
-    let server_version = server_version(db).await?;
-    let (tool, tool_line) = find_tool(tools).await?;
+    // Side by side, as for PostgreSQL: the server's answer and the tool's.
+    let (server_version, tool) = tokio::join!(server_version(db), find_tool(tools));
+    let server_version = server_version?;
+    let (tool, tool_line) = tool?;
 
     let defaults = defaults_tempfile(db)?;
 

@@ -33,11 +33,14 @@ pub async fn prepare(db: &ServerDatabase, tools: &ToolSettings) -> Result<Source
         .pg_dump
         .clone()
         .unwrap_or_else(|| PathBuf::from("pg_dump"));
-    let (server_version, server_major) = server_version(db).await?;
+    // Both wait on other processes (the server, the tool): side by side,
+    // the fixed cost of a run is the slower of the two, not their sum.
+    let (server, tool_line) = tokio::join!(server_version(db), tool_version(&tool, ""));
+    let (server_version, server_major) = server?;
     let hint = format!(
         "install postgresql-client-{server_major} (the server's major version or newer) or set tools.pg_dump"
     );
-    let tool_line = tool_version(&tool, &hint).await?;
+    let tool_line = tool_line.map_err(|e| e.with_hint(&hint))?;
     let tool_number = tool_line
         .rsplit(')')
         .next()

@@ -82,6 +82,20 @@ impl EngineError {
             }
         }
     }
+
+    /// A missing tool's error with `hint` as what to do (known only once
+    /// the server has answered); any other error as it is.
+    #[must_use]
+    pub(crate) fn with_hint(self, hint: &str) -> Self {
+        match self {
+            EngineError::ToolMissing { tool, where_, .. } => EngineError::ToolMissing {
+                tool,
+                where_,
+                hint: hint.to_string(),
+            },
+            other => other,
+        }
+    }
 }
 
 /// What a finished source reports.
