@@ -54,6 +54,8 @@ TARGET_RSS_SPREAD = 0.10
 TARGET_IDLE_RSS_MB = 30
 TARGET_IDLE_CPU = 1.0
 TARGET_LATENCY_P99 = 1.0
+# The fixed cost of a run: seconds over the raw pipeline on an empty database.
+TARGET_OVERHEAD = 0.050
 
 
 def log(msg: str) -> None:
@@ -234,6 +236,10 @@ class Pair:
     raw: Side
     target: bool = True  # held to the 1.10x target
     plain: Side | None = None  # the raw pipeline without its fsync, for reference
+    overhead: bool = False  # held to TARGET_OVERHEAD seconds over raw instead
+
+    def differences(self) -> list[float]:
+        return [a - b for a, b in zip(self.ours.times, self.raw.times)]
 
     def ratios(self, other: Side | None = None) -> list[float]:
         other = other or self.raw
@@ -265,7 +271,8 @@ def run_pair(title: str, ours: Cmd, raw: Cmd, opts, *, prepare=None, check=None,
     return pair
 
 
-def backup_pair(title: str, ours: Cmd, label: str, pipeline: str, out: "Outputs", opts) -> Pair:
+def backup_pair(title: str, ours: Cmd, label: str, pipeline: str, out: "Outputs", opts,
+                overhead: bool = False) -> Pair:
     """A backup pair: the raw pipeline writes a new file and removes all but
     the newest two, as our run does (retention, keep = 2); it is measured
     with an fsync of its file (our artifacts are durable when the command
@@ -274,7 +281,9 @@ def backup_pair(title: str, ours: Cmd, label: str, pipeline: str, out: "Outputs"
         tail = ' && sync "$f"' if sync else ""
         return Cmd(f"{label}{'; sync file' if sync else ' (no fsync)'}",
                    f'f={out.fresh()}; {pipeline} -o "$f"{tail} && {out.cleanup()}')
-    return run_pair(title, ours, cmd(True), opts, plain=cmd(False))
+    pair = run_pair(title, ours, cmd(True), opts, plain=cmd(False), target=not overhead)
+    pair.overhead = overhead
+    return pair
 
 
 def repeat(cmd: Cmd, opts, n: int, prepare=None) -> Side:
@@ -755,7 +764,7 @@ def run_all(opts) -> dict:
             ours(opts, local, "backup-cli backup database (empty)",
                  ["backup", "database", "--target", "pg-empty"]),
             "pg_dump -Fc -Z0 | zstd -T0 -3 > file",
-            f"pg_dump -Fc -Z0 -d '{PG}/{data.pg_empty}' | zstd -T0 -3 -q", empty_out, opts))
+            f"pg_dump -Fc -Z0 -d '{PG}/{data.pg_empty}' | zstd -T0 -3 -q", empty_out, opts, overhead=True))
 
     if "mysql" in want:
         flags = "--single-transaction --routines --triggers --events --hex-blob --max-allowed-packet=1G"
@@ -946,6 +955,12 @@ def report(opts, results: dict) -> str:
         verdict = f" (target ≤ {TARGET_RATIO:.2f}x: {mark(pair.ratio() <= TARGET_RATIO)})" if pair.target else ""
         w("")
         w(f"Ratio: **{pair.ratio():.2f}x** (rounds: {', '.join(f'{r:.2f}' for r in ratios)}){verdict}")
+        if pair.overhead:
+            extra = statistics.median(pair.differences())
+            w("")
+            w(f"Overhead: **{extra * 1000:.0f} ms** over the raw pipeline (median of the rounds: "
+              f"{', '.join(f'{d * 1000:.0f}' for d in pair.differences())} ms) "
+              f"(target ≤ {TARGET_OVERHEAD * 1000:.0f} ms: {mark(extra <= TARGET_OVERHEAD)})")
         if pair.plain:
             w("")
             w(f"Against the same pipeline without its fsync: {pair.ratio(pair.plain):.2f}x "
@@ -1027,7 +1042,9 @@ def summary(results: dict) -> dict:
         return {"label": s.cmd.label, "seconds": s.times, "peak_rss_kb": s.peaks()}
 
     pairs = [{"title": p.title, "ours": side(p.ours), "raw": side(p.raw), "plain": side(p.plain),
-              "ratio": p.ratio(), "held_to_target": p.target} for p in results["pairs"]]
+              "ratio": p.ratio(), "held_to_target": p.target,
+              "overhead_seconds": statistics.median(p.differences()) if p.overhead else None}
+             for p in results["pairs"]]
     out: dict = {"pairs": pairs,
                  "memory": {k: side(v) for k, v in results["memory"].items()}}
     if "paths" in results:

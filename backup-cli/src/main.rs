@@ -5,6 +5,7 @@ mod artifacts;
 mod backup_cmd;
 mod config_cmd;
 mod dashboard_cmd;
+mod docs_cmd;
 mod notify_cmd;
 mod output;
 mod restore_cmd;
@@ -17,7 +18,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use backup_core::{config, telemetry};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use output::outln;
 
 /// Scheduled database and media backups: run them, inspect their history,
@@ -66,6 +67,10 @@ enum Command {
     /// Set up the web dashboard's users and tokens.
     #[command(subcommand)]
     Dashboard(dashboard_cmd::Command),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(docs_cmd::CompletionsArgs),
+    /// Write the manual pages of backup-cli and its commands into a directory.
+    Man(docs_cmd::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -117,6 +122,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Config(cmd) => config_cmd::run(cmd, cli.config.as_deref()),
         Command::Dashboard(cmd) => dashboard_cmd::run(cmd),
+        Command::Completions(args) => docs_cmd::completions(&args, Cli::command()),
+        Command::Man(args) => docs_cmd::man(&args, Cli::command()),
         Command::Migrate => {
             let loaded = load()?;
             let history =
@@ -142,7 +149,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {

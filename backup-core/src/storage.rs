@@ -48,7 +48,7 @@ const MAX_MANIFEST_BYTES: u64 = 64 << 10;
 /// Local reads go in pieces this big, two ahead. A restore holds a few
 /// pieces at a time, so they are small: restore memory is a few of these,
 /// whatever the artifact's size. (S3 reads stream one GET instead.)
-const READ_CHUNK: usize = 512 << 10;
+const READ_CHUNK: usize = 256 << 10;
 
 /// A storage location with the operations backups need.
 ///

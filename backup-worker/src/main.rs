@@ -21,7 +21,7 @@ use backup_core::{
     scheduler::{self, RedisDispatch},
     telemetry,
 };
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
@@ -36,6 +36,10 @@ struct Args {
     /// Log format: JSON lines on stdout (for log collectors) or text on stderr.
     #[arg(long, value_enum, default_value = "json")]
     log_format: Format,
+    /// Print this program's manual page (roff) and exit:
+    /// `backup-worker --man-page > backup-worker.1`.
+    #[arg(long, hide = true)]
+    man_page: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -47,6 +51,9 @@ enum Format {
 fn main() -> ExitCode {
     backup_core::init_process();
     let args = Args::parse();
+    if args.man_page {
+        return man_page();
+    }
     let format = match args.log_format {
         Format::Json => telemetry::LogFormat::Json,
         Format::Human => telemetry::LogFormat::Human,
@@ -71,6 +78,21 @@ fn main() -> ExitCode {
             tracing::error!(error = %chain.join(": "), "backup-worker stopped");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The manual page, from the same definitions the arguments are parsed with.
+fn man_page() -> ExitCode {
+    let mut page = Vec::new();
+    let written = clap_mangen::Man::new(Args::command())
+        .render(&mut page)
+        .and_then(|()| std::io::Write::write_all(&mut std::io::stdout(), &page));
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: cannot write the manual page: {e}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
     }
 }
 

@@ -78,11 +78,18 @@ fn the_benchmark_harness_runs_every_section_in_quick_mode() {
             let row = paths
                 .iter()
                 .find(|r| {
-                    r["storage"].as_str().is_some_and(|s| s.starts_with(storage))
+                    r["storage"]
+                        .as_str()
+                        .is_some_and(|s| s.starts_with(storage))
                         && r["encrypted"] == encrypted
                 })
                 .unwrap_or_else(|| panic!("no path {storage} (age: {encrypted}): {paths:?}"));
-            for run in ["backup_large", "backup_small", "restore_large", "restore_small"] {
+            for run in [
+                "backup_large",
+                "backup_small",
+                "restore_large",
+                "restore_small",
+            ] {
                 assert!(
                     row[run]["peak_rss_kb"]["backup-cli"].as_u64() > Some(0),
                     "{storage} (age: {encrypted}) {run}: {row}"

@@ -14,6 +14,7 @@ mod logs;
 mod media;
 mod mysql;
 mod notify;
+mod packaging;
 mod postgres;
 mod remote_storage;
 mod restore;
