@@ -3,6 +3,7 @@
 
 use std::{
     io::{self, Write},
+    os::unix::fs::PermissionsExt,
     path::PathBuf,
     process::ExitCode,
 };
@@ -63,6 +64,13 @@ pub fn man(args: &ManArgs, cmd: clap::Command) -> anyhow::Result<ExitCode> {
         .filter(|n| n.starts_with("backup-cli") && n.ends_with(".1"))
         .collect();
     pages.sort();
+    // Pages are for every user of the host; this process's umask (0077,
+    // for artifacts) would leave them readable by root alone.
+    for page in &pages {
+        let path = args.out.join(page);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("cannot make {} readable", path.display()))?;
+    }
     outln!(
         "wrote {} manual page(s) into {}",
         pages.len(),

@@ -1,7 +1,7 @@
 //! What an operator installs beside the binaries: the shell completions, the
 //! manual pages and the systemd unit.
 
-use std::{fs, process::Command};
+use std::{fs, os::unix::fs::PermissionsExt, process::Command};
 
 use crate::support::*;
 
@@ -81,6 +81,12 @@ fn manual_pages_are_written_for_every_command_and_render() {
         "backup-cli-completions.1",
     ] {
         assert!(dir.join(page).is_file(), "{page} was not written");
+        // Readable by every user (the CLI's own umask is 0077).
+        let mode = fs::metadata(dir.join(page))
+            .expect("page")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644, "{page} has mode {mode:o}");
     }
     let worker = Command::new(worker_path())
         .arg("--man-page")
