@@ -3,7 +3,7 @@
 //!
 //! The source and the compressor run on one blocking thread (both are
 //! synchronous and CPU-bound; zstd compresses on its own worker threads).
-//! Compressed bytes leave it in fixed 1 MiB pieces over a small
+//! Compressed bytes leave it in fixed 256 KiB pieces over a small
 //! bounded channel; each piece is handed to the storage writer and, at the
 //! same time, to a hashing thread, so sha256 costs no time on the path the
 //! dump waits on. Memory stays bounded by the channels and the compressor's
