@@ -54,8 +54,14 @@ pub fn completions(args: &CompletionsArgs, mut cmd: clap::Command) -> anyhow::Re
 /// Writes `backup-cli.1` and a page per command (`backup-cli-restore.1`,
 /// `backup-cli-restore-database.1`, ...).
 pub fn man(args: &ManArgs, cmd: clap::Command) -> anyhow::Result<ExitCode> {
+    // Directories this creates are for every user too (0755), not 0700.
+    let missing: Vec<_> = args.out.ancestors().take_while(|d| !d.exists()).collect();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
+    for dir in missing {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot make {} readable", dir.display()))?;
+    }
     clap_mangen::generate_to(cmd, &args.out)
         .with_context(|| format!("cannot write the manual pages into {}", args.out.display()))?;
     let mut pages: Vec<_> = std::fs::read_dir(&args.out)?

@@ -118,10 +118,9 @@ impl Storage {
                 self.op()
                     .await?
                     .writer_with(key)
-                    .chunk(if matches!(self.settings.url, StorageUrl::S3 { .. }) {
-                        S3_PART
-                    } else {
-                        AZURE_BLOCK
+                    .chunk(match self.settings.url {
+                        StorageUrl::S3 { .. } => S3_PART,
+                        _ => AZURE_BLOCK,
                     })
                     .concurrent(2)
                     .await

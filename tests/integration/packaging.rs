@@ -72,6 +72,20 @@ fn manual_pages_are_written_for_every_command_and_render() {
         .cli(&["man", dir.to_str().expect("utf-8")])
         .success();
     assert!(out.stdout.contains("manual page(s)"), "{}", out.stdout);
+    // The directories it created are readable by every user too.
+    for created in [
+        dir.as_path(),
+        dir.parent().expect("man"),
+        dir.parent().unwrap().parent().unwrap(),
+    ] {
+        let mode = fs::metadata(created).expect("dir").permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o755,
+            "{} has mode {mode:o}",
+            created.display()
+        );
+    }
     for page in [
         "backup-cli.1",
         "backup-cli-backup.1",
