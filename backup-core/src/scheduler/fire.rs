@@ -1,6 +1,6 @@
-//! Which fires are due: one job per target of each enabled schedule at
-//! each fire time, and the catch-up of fires missed while no worker ran.
-//! Pure: stored schedules and times in, fires out.
+//! What a fire is (one job per target of a schedule at a fire time), and
+//! the catch-up of fires missed while no worker ran. Pure: stored schedules
+//! and times in, fires out.
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -17,7 +17,8 @@ pub struct Fire {
     pub jobs: Vec<BackupJob>,
 }
 
-fn fire(s: &StoredSchedule, at: DateTime<Utc>, trigger: Trigger) -> Fire {
+/// The fire of `s` at `at`: a job per target.
+pub fn fire(s: &StoredSchedule, at: DateTime<Utc>, trigger: Trigger) -> Fire {
     Fire {
         schedule: s.schedule.name.clone(),
         at,
@@ -35,25 +36,6 @@ fn fire(s: &StoredSchedule, at: DateTime<Utc>, trigger: Trigger) -> Fire {
             })
             .collect(),
     }
-}
-
-/// The fires of enabled schedules in `(since, now]`, oldest first. A
-/// schedule never fires for a time before its last change.
-pub fn due(schedules: &[StoredSchedule], since: DateTime<Utc>, now: DateTime<Utc>) -> Vec<Fire> {
-    let mut fires: Vec<Fire> = schedules
-        .iter()
-        .filter(|s| s.schedule.enabled)
-        .flat_map(|s| {
-            let from = since.max(s.updated_at);
-            s.schedule
-                .cron
-                .fires_between(&s.schedule.timezone.0, from, now)
-                .into_iter()
-                .map(move |at| fire(s, at, Trigger::Schedule))
-        })
-        .collect();
-    fires.sort_by_key(|f| f.at);
-    fires
 }
 
 /// What to do at start-up about fires missed while no worker ran.
@@ -127,32 +109,21 @@ mod tests {
     }
 
     #[test]
-    fn due_gives_one_job_per_target_per_fire_and_never_before_a_change() {
+    fn a_fire_is_one_job_per_target_at_its_time() {
         let s = stored("0 * * * *", "2026-11-26T10:30:00Z", None);
-        let fires = due(&[s], at("2026-11-26T09:00:00Z"), at("2026-11-26T12:00:00Z"));
-        let times: Vec<_> = fires.iter().map(|f| f.at).collect();
-        assert_eq!(
-            times,
-            vec![at("2026-11-26T11:00:00Z"), at("2026-11-26T12:00:00Z")]
-        );
-        let targets: Vec<_> = fires[0].jobs.iter().map(|j| j.target.as_str()).collect();
+        let f = fire(&s, at("2026-11-26T11:00:00Z"), Trigger::Schedule);
+        assert_eq!(f.schedule, "database");
+        let targets: Vec<_> = f.jobs.iter().map(|j| j.target.as_str()).collect();
         assert_eq!(targets, ["app", "crm"]);
-        assert!(fires[0].jobs.iter().all(|j| j.trigger == Trigger::Schedule
-            && j.scheduled_for == Some(at("2026-11-26T11:00:00Z"))));
+        assert!(f.jobs.iter().all(|j| j.trigger == Trigger::Schedule
+            && j.scheduled_for == Some(at("2026-11-26T11:00:00Z"))
+            && j.idempotency_key("database").is_some()));
     }
 
     #[test]
-    fn disabled_schedules_never_fire() {
+    fn disabled_schedules_are_never_caught_up() {
         let mut s = stored("* * * * *", "2026-11-26T10:00:00Z", None);
         s.schedule.enabled = false;
-        assert!(
-            due(
-                &[s.clone()],
-                at("2026-11-26T10:00:00Z"),
-                at("2026-11-26T11:00:00Z")
-            )
-            .is_empty()
-        );
         assert_eq!(
             catch_up(&[s], at("2026-11-26T11:00:00Z"), TimeDelta::hours(24)),
             CatchUp::default()
