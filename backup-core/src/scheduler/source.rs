@@ -109,8 +109,13 @@ impl<D: Dispatch> Shared<D> {
     async fn fire(&self, at: DateTime<Utc>) {
         let mut pause = Duration::from_millis(500);
         let mut stop = self.stop.clone();
+        // A fire dispatched beside the stream, or a timer that ran ahead of
+        // a clock set back, waits for its wall-clock time.
         if let Ok(early) = (at - Utc::now()).to_std() {
-            tokio::time::sleep(early).await;
+            tokio::select! {
+                () = tokio::time::sleep(early) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
         }
         loop {
             match self.dispatch_once(at).await {
@@ -195,7 +200,8 @@ pub enum Step {
     /// The timer now waits for this fire; the one it waited for before (if
     /// any) is being delivered.
     Planned(DateTime<Utc>),
-    /// This fire is already past: dispatch it now.
+    /// This fire is already past, or too close to set a timer for:
+    /// dispatch it beside the stream.
     Late(DateTime<Utc>),
 }
 
@@ -371,9 +377,7 @@ mod tests {
     use crate::{jobs::payload::BackupJob, queue::QueueError};
 
     fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s)
-            .expect("time")
-            .with_timezone(&Utc)
+        s.parse().expect("an RFC 3339 time")
     }
 
     fn steps(cron: &str, after: &str) -> (FireTimes, Arc<Mutex<Vec<Step>>>) {
