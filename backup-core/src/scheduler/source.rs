@@ -439,11 +439,13 @@ mod tests {
     /// A fire time, and when it was dispatched.
     type Got = (DateTime<Utc>, DateTime<Utc>);
 
-    /// Records each chore dispatched, and when; fails the first `fail` tries.
+    /// Records each chore dispatched, and when; fails the first `fail`
+    /// tries of the first fire it is given (the queue away for that fire).
     #[derive(Clone, Default)]
     struct Recorder {
         got: Arc<Mutex<Vec<Got>>>,
         fail: Arc<AtomicUsize>,
+        first: Arc<Mutex<Option<DateTime<Utc>>>>,
     }
 
     impl Recorder {
@@ -451,11 +453,14 @@ mod tests {
             self.got.lock().expect("got").clone()
         }
 
+        /// Waits for `n` fires, the first fire given among them.
         async fn wait_for(&self, n: usize) -> Vec<Got> {
             tokio::time::timeout(Duration::from_secs(20), async {
                 loop {
                     let got = self.got();
-                    if got.len() >= n {
+                    let first = *self.first.lock().expect("first");
+                    let first_in = first.is_none_or(|f| got.iter().any(|(at, _)| *at == f));
+                    if got.len() >= n && first_in {
                         return got;
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -472,10 +477,16 @@ mod tests {
         }
 
         async fn maintenance(&self, job: MaintenanceJob) -> Result<bool, Error> {
-            if self
-                .fail
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
+            let first = *self
+                .first
+                .lock()
+                .expect("first")
+                .get_or_insert(job.scheduled_for);
+            if first == job.scheduled_for
+                && self
+                    .fail
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
             {
                 return Err(Error::Queue(QueueError::Redis {
                     what: "a test",
