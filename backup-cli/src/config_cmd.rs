@@ -28,6 +28,16 @@ pub fn run(cmd: Command, path: Option<&Path>) -> anyhow::Result<ExitCode> {
                     config::ENV_PREFIX
                 ),
             }
+            let storage = &loaded.settings.storage;
+            eprintln!(
+                "retention: keeps {} of each target{}",
+                storage.retention(),
+                if storage.keep.is_none() {
+                    " (storage.keep unset)"
+                } else {
+                    ""
+                }
+            );
             outln!("{}", loaded.settings.to_redacted_toml().trim_end());
         }
         Command::Example => outln!("{}", config::EXAMPLE.trim_end()),

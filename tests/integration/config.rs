@@ -96,6 +96,48 @@ fn the_printed_example_is_a_valid_config() {
 }
 
 #[test]
+fn check_says_what_retention_keeps_when_keep_is_unset() {
+    let sandbox = Sandbox::new();
+    let cases = [
+        (
+            "",
+            "retention: keeps the newest 10 artifacts of each target (storage.keep unset)",
+        ),
+        (
+            "keep = 3\n",
+            "retention: keeps the newest 3 artifacts of each target",
+        ),
+        (
+            "keep_daily = 7\nkeep_monthly = 12\n",
+            "retention: keeps the newest 1 artifact, one a day for 7 days and one a month \
+             for 12 months of each target (storage.keep unset)",
+        ),
+    ];
+    for (keys, said) in cases {
+        sandbox.raw_config(&format!(
+            "[history]\nurl = \"sqlite://history.db\"\n\n[storage]\nurl = \"file://storage\"\n{keys}"
+        ));
+        let out = sandbox.cli(&["config", "check"]).success();
+        assert!(
+            out.stderr.lines().any(|l| l == said),
+            "{keys:?}: expected {said:?} in\n{}",
+            out.stderr
+        );
+    }
+    // BACKUP__STORAGE__KEEP overrides the file, and the line follows it.
+    let out = sandbox
+        .command(&["config", "check"])
+        .env("BACKUP__STORAGE__KEEP", "5")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("keeps the newest 5 artifacts, one a day for 7 days"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn environment_values_for_string_keys_are_taken_as_written() {
     let sandbox = Sandbox::new();
     sandbox.raw_config("[storage]\nkeep = 3\n");

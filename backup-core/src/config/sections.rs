@@ -96,6 +96,35 @@ pub struct RetentionPolicy {
     pub yearly: u32,
 }
 
+impl fmt::Display for RetentionPolicy {
+    /// "the newest 10 artifacts", then ", one a day for 7 days and one a
+    /// month for 12 months" for the calendar rules that are set.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural =
+            |n: u32, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        write!(
+            f,
+            "the newest {}",
+            plural(self.last, "artifact", "artifacts")
+        )?;
+        let rules: Vec<String> = [
+            (self.daily, "a day", "day", "days"),
+            (self.weekly, "a week", "week", "weeks"),
+            (self.monthly, "a month", "month", "months"),
+            (self.yearly, "a year", "year", "years"),
+        ]
+        .into_iter()
+        .filter(|(n, ..)| *n > 0)
+        .map(|(n, per, one, many)| format!("one {per} for {}", plural(n, one, many)))
+        .collect();
+        match rules.split_last() {
+            None => Ok(()),
+            Some((last, [])) => write!(f, ", {last}"),
+            Some((last, rest)) => write!(f, ", {} and {last}", rest.join(", ")),
+        }
+    }
+}
+
 /// How an SFTP server's host key is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
