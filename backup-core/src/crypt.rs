@@ -5,9 +5,12 @@
 //! hand.
 
 use std::{
+    fs::File,
     io::{self, BufReader, Read, Write},
+    os::unix::fs::FileTypeExt,
     path::Path,
     str::FromStr,
+    time::Duration,
 };
 
 use secrecy::ExposeSecret;
@@ -113,7 +116,7 @@ impl Opener {
         let mut identities: Vec<Box<dyn age::Identity + Send + Sync>> = Vec::new();
         let mut from = Vec::new();
         if let Some(file) = &settings.identity_file {
-            identities.extend(read_identity_file(file)?);
+            identities.extend(read_identity_within(file, PIPE_WAIT)?);
             from.push(format!("identity file {}", file.display()));
         }
         if let Some(p) = &settings.passphrase {
@@ -217,17 +220,40 @@ pub fn check_header(head: &[u8], encryption: &Encryption) -> Result<(), String> 
     Ok(())
 }
 
+/// How long an identity file that is a pipe may wait for its writer.
+const PIPE_WAIT: Duration = Duration::from_secs(30);
+
 /// Identities of an age identity file. Its content is never echoed: a
-/// parse error names only the file.
-fn read_identity_file(
+/// parse error names only the file. A pipe (`<(pass show key)`, or a named
+/// pipe written a moment later) is waited on for `wait` at most: opening a
+/// named pipe nothing writes to would block for ever.
+fn read_identity_within(
     file: &Path,
+    wait: Duration,
 ) -> Result<Vec<Box<dyn age::Identity + Send + Sync>>, RestoreError> {
     let bad =
         |why: String| RestoreError::Identity(format!("identity file {}: {why}", file.display()));
     if file.is_dir() {
         return Err(bad("is a directory".into()));
     }
-    let opened = std::fs::File::open(file).map_err(|e| bad(e.to_string()))?;
+    let opened = if std::fs::metadata(file).is_ok_and(|m| m.file_type().is_fifo()) {
+        // The open runs on a thread of its own, left blocked if no writer
+        // ever comes (the command then fails; a writer would free it).
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = file.to_path_buf();
+        std::thread::spawn(move || {
+            let _ = tx.send(File::open(path));
+        });
+        rx.recv_timeout(wait).map_err(|_| {
+            bad(format!(
+                "nothing wrote to this named pipe within {} s",
+                wait.as_secs()
+            ))
+        })?
+    } else {
+        File::open(file)
+    }
+    .map_err(|e| bad(e.to_string()))?;
     let parsed = age::IdentityFile::from_buffer(BufReader::new(opened))
         .map_err(|_| bad("not an age identity file (as `age-keygen -o FILE` writes)".into()))?;
     let identities = parsed
@@ -361,5 +387,50 @@ mod tests {
         };
         let err = Opener::load(&settings).err().unwrap().to_string();
         assert!(err.contains("id.txt") && !err.contains("hunter2"), "{err}");
+    }
+
+    fn fifo(dir: &Path) -> std::path::PathBuf {
+        let path = dir.join("identity.fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        path
+    }
+
+    #[test]
+    fn a_named_pipe_nothing_writes_to_is_refused_not_waited_on_forever() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = fifo(dir.path());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reading = path.clone();
+        std::thread::spawn(move || {
+            let _ =
+                tx.send(read_identity_within(&reading, Duration::from_secs(1)).map(|i| i.len()));
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an answer, not a hang");
+        let err = got.expect_err("refused").to_string();
+        assert!(err.contains("nothing wrote to this named pipe"), "{err}");
+        assert!(err.contains(&path.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn a_named_pipe_with_a_writer_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = fifo(dir.path());
+        let key = age::x25519::Identity::generate();
+        let text = key.to_string().expose_secret().to_string();
+        let writing = path.clone();
+        // The writer comes a moment later, as `mkfifo p; pass show key > p &` does.
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            std::fs::write(&writing, format!("{text}\n")).expect("write the pipe");
+        });
+        let identities = read_identity_within(&path, Duration::from_secs(10)).expect("read");
+        assert_eq!(identities.len(), 1);
+        writer.join().expect("writer");
     }
 }
