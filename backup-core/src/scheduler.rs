@@ -201,7 +201,7 @@ impl<D: Dispatch + Clone + 'static> Sources<D> {
     async fn follow(&mut self, firing: &[StoredSchedule], now: DateTime<Utc>) {
         let wanted: BTreeMap<String, &StoredSchedule> = firing
             .iter()
-            .map(|s| (Fires::Backups(s.clone()).name(), s))
+            .map(|s| (Fires::schedule_name(&s.schedule.name), s))
             .collect();
         let stale: Vec<String> = self
             .running

@@ -1,7 +1,7 @@
 //! What an operator installs beside the binaries: the shell completions, the
 //! manual pages and the systemd unit.
 
-use std::{fs, os::unix::fs::PermissionsExt, process::Command};
+use std::{fs, process::Command};
 
 use crate::support::*;
 
@@ -31,19 +31,7 @@ fn the_bash_completion_loads_and_completes_subcommands_and_options() {
             last = words[words.len() - 1],
             prev = words[words.len() - 2],
         );
-        let out = Command::new("bash")
-            .args(["--norc", "--noprofile", "-c", &probe])
-            .output()
-            .expect("bash");
-        assert!(
-            out.status.success(),
-            "the completion script failed in bash: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect::<Vec<_>>()
+        sh(&probe).lines().map(str::to_string).collect::<Vec<_>>()
     };
     assert_eq!(complete("backup-cli res"), ["restore"]);
     let restore = complete("backup-cli restore ");
@@ -78,13 +66,8 @@ fn manual_pages_are_written_for_every_command_and_render() {
         dir.parent().expect("man"),
         dir.parent().unwrap().parent().unwrap(),
     ] {
-        let mode = fs::metadata(created).expect("dir").permissions().mode();
-        assert_eq!(
-            mode & 0o777,
-            0o755,
-            "{} has mode {mode:o}",
-            created.display()
-        );
+        let mode = mode(created);
+        assert_eq!(mode, 0o755, "{} has mode {mode:o}", created.display());
     }
     for page in [
         "backup-cli.1",
@@ -96,11 +79,8 @@ fn manual_pages_are_written_for_every_command_and_render() {
     ] {
         assert!(dir.join(page).is_file(), "{page} was not written");
         // Readable by every user (the CLI's own umask is 0077).
-        let mode = fs::metadata(dir.join(page))
-            .expect("page")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o644, "{page} has mode {mode:o}");
+        let mode = mode(&dir.join(page));
+        assert_eq!(mode, 0o644, "{page} has mode {mode:o}");
     }
     let worker = Command::new(worker_path())
         .arg("--man-page")

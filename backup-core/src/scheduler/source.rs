@@ -52,9 +52,14 @@ impl Fires {
     /// The source's name in logs and worker names.
     pub fn name(&self) -> String {
         match self {
-            Self::Backups(s) => format!("schedule {}", s.schedule.name),
+            Self::Backups(s) => Self::schedule_name(&s.schedule.name),
             Self::Chore(chore, ..) => format!("chore {}", chore.as_str()),
         }
+    }
+
+    /// The name of stored schedule `schedule`'s source.
+    pub fn schedule_name(schedule: &str) -> String {
+        format!("schedule {schedule}")
     }
 
     fn cron(&self) -> (&CronSchedule, Tz) {
@@ -191,7 +196,7 @@ const SLACK: TimeDelta = TimeDelta::milliseconds(50);
 pub struct FireTimes {
     cron: CronSchedule,
     after: DateTime<Utc>,
-    book: Arc<dyn Fn(Step) + Send + Sync>,
+    book: Box<dyn Fn(Step) + Send + Sync>,
 }
 
 /// What [`FireTimes`] tells its source's books.
@@ -216,7 +221,7 @@ impl FireTimes {
         Self {
             cron,
             after,
-            book: Arc::new(book),
+            book: Box::new(book),
         }
     }
 
